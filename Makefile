@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test lint bench tox-oldest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## Run the demo: embedded engine + an example app on free loopback ports, standard vs checkpointing.
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+## Run the default test suite (newest frameworks, one Python).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check eagerstep tests benchmarks example_projects scripts
+	$(BIN)/mypy eagerstep
+
+## Benchmarks: tables and ratios, written to benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+## The oldest supported framework versions (what CI runs besides `make test`).
+tox-oldest: $(STAMP)
+	$(BIN)/tox -e django42-py310,flask23-py310,fastapi0100-py310
+
+clean:
+	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache
