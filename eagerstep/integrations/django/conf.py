@@ -1,0 +1,193 @@
+"""The ``EAGERSTEP`` settings dict, read lazily and reloaded on ``setting_changed``; the process client."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from importlib import import_module
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from eagerstep.integrations._common import DEFAULT_MAX_BODY_BYTES
+
+if TYPE_CHECKING:
+    from eagerstep.core.client import Client
+    from eagerstep.core.comm import CommHandler
+    from eagerstep.core.function import Function
+
+CLIENT_KEYS = (
+    "DEV",
+    "SIGNING_KEY",
+    "SIGNING_KEY_FALLBACK",
+    "EVENT_KEY",
+    "API_BASE_URL",
+    "EVENT_API_BASE_URL",
+    "BASE_URL",
+    "SERVE_ORIGIN",
+    "SERVE_PATH",
+    "ENV",
+    "CHECKPOINTING",
+)
+DEFAULTS: dict[str, Any] = {
+    "APP_ID": None,
+    "CLIENT": None,  # dotted path to your own eagerstep.Client; default: one built from APP_ID
+    "FUNCTIONS": None,  # dotted paths (modules or functions); default: discover DURABLE_MODULE per app
+    "DURABLE_MODULE": "durable",
+    "DEFER_EVENTS": False,
+    "DEFER_DATABASE": "default",
+    "MAX_BODY_BYTES": DEFAULT_MAX_BODY_BYTES,
+    **dict.fromkeys(CLIENT_KEYS),
+}
+
+
+class EagerStepSettings:
+    """``eagerstep_settings.DEFER_EVENTS`` etc.: the user value, else the default; read on first use."""
+
+    @cached_property
+    def user_settings(self) -> dict[str, Any]:
+        value = getattr(settings, "EAGERSTEP", None) or {}
+        return dict(value) if isinstance(value, dict) else {}
+
+    def __getattr__(self, key: str) -> Any:
+        if key not in DEFAULTS:
+            raise AttributeError(f"Invalid eagerstep setting: {key!r}")
+        return self.user_settings.get(key, DEFAULTS[key])
+
+    def source(self, key: str) -> object | None:
+        """The client's settings source: only what the user set, so INNGEST_* env vars still apply."""
+        return self.user_settings.get(key)
+
+    def reload(self) -> None:
+        self.__dict__.pop("user_settings", None)
+
+
+eagerstep_settings = EagerStepSettings()
+
+_lock = threading.RLock()
+_client: Client | None = None
+_handler: CommHandler | None = None
+
+
+def get_client() -> Client:
+    """The process client: ``EAGERSTEP["CLIENT"]`` if set, else one built from ``EAGERSTEP["APP_ID"]``.
+
+    Its settings (keys, URLs, checkpointing) come from ``EAGERSTEP``, then the ``INNGEST_*`` env vars.
+    """
+    global _client
+    with _lock:
+        if _client is None:
+            path = eagerstep_settings.CLIENT
+            if path:
+                client: Client = import_string(path)
+            else:
+                from eagerstep.core.client import Client
+
+                app_id = eagerstep_settings.APP_ID
+                if not app_id:
+                    raise ImproperlyConfigured(
+                        'EAGERSTEP["APP_ID"] is not set; add EAGERSTEP = {"APP_ID": "your-app"} to settings '
+                        '(or point EAGERSTEP["CLIENT"] at your own eagerstep.Client)'
+                    )
+                client = Client(app_id=app_id)
+            client.set_settings_source(eagerstep_settings.source)
+            _client = client
+        return _client
+
+
+def durable_modules() -> list[str]:
+    """Modules to take functions from: the FUNCTIONS list, or ``<app>.<DURABLE_MODULE>`` that exist."""
+    explicit = eagerstep_settings.FUNCTIONS
+    if explicit is not None:
+        return list(explicit)
+    name = eagerstep_settings.DURABLE_MODULE
+    found = []
+    for config in apps.get_app_configs():
+        path = f"{config.name}.{name}"
+        try:
+            import_module(path)
+        except ModuleNotFoundError as error:
+            if error.name == path:
+                continue  # this app has no durable module
+            raise
+        found.append(path)
+    return found
+
+
+def _functions_in(target: object) -> list[Function[Any]]:
+    from eagerstep.core.function import Function
+
+    if isinstance(target, Function):
+        return [target]
+    if isinstance(target, ModuleType):
+        return [value for value in vars(target).values() if isinstance(value, Function)]
+    if isinstance(target, (list, tuple)):
+        return [item for item in target if isinstance(item, Function)]
+    return []
+
+
+def load_target(path: str) -> object:
+    """Import a dotted path that names a module, a function or a list of functions."""
+    try:
+        return import_module(path)
+    except ModuleNotFoundError as error:
+        if error.name != path:
+            raise
+    return import_string(path)
+
+
+def get_functions() -> list[Function[Any]]:
+    """Every function to serve, in discovery order, each once."""
+    seen: dict[int, Function[Any]] = {}
+    for path in durable_modules():
+        for function in _functions_in(load_target(path)):
+            seen.setdefault(id(function), function)
+    return list(seen.values())
+
+
+def get_handler() -> CommHandler:
+    """The CommHandler serving this process's functions (built on first request)."""
+    global _handler
+    with _lock:
+        if _handler is None:
+            from eagerstep.core.comm import CommHandler
+
+            _handler = CommHandler(
+                get_client(),
+                get_functions(),
+                framework="django",
+                max_body_bytes=int(eagerstep_settings.MAX_BODY_BYTES),
+            )
+        return _handler
+
+
+def reset() -> None:
+    """Forget settings, the handler and the client's resolved values.
+
+    The client object itself is kept (functions are bound to it) unless ``CLIENT`` now names another.
+    """
+    global _handler, _client
+    with _lock:
+        eagerstep_settings.reload()
+        _handler = None
+        if _client is not None:
+            _client.reload_settings()
+            path = eagerstep_settings.CLIENT
+            try:
+                replaced = bool(path) and import_string(path) is not _client
+            except ImportError:
+                replaced = True  # reported by `manage.py check` and on the next request
+            if replaced:
+                _client = None
+
+
+@receiver(setting_changed)
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "EAGERSTEP":
+        reset()
