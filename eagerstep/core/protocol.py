@@ -524,3 +524,92 @@ def error_payload(exc: BaseException, *, no_retry: bool | None = None) -> dict[s
     if no_retry is not None:
         payload["noRetry"] = no_retry
     return payload
+
+
+def _userland(user_id: str, index: int) -> dict[str, Any]:
+    return {"id": user_id, "index": index} if index else {"id": user_id}
+
+
+def step_planned_op(
+    hashed_id: str, user_id: str, *, index: int = 0, step_type: str = "step.run"
+) -> dict[str, Any]:
+    """``StepPlanned``: the orchestrator is to call back with ``stepId=<hashed_id>``."""
+    return {
+        "op": Opcode.STEP_PLANNED.value,
+        "id": hashed_id,
+        "name": user_id,
+        "displayName": user_id,
+        "opts": {"type": step_type},
+        "userland": _userland(user_id, index),
+    }
+
+
+def step_error_op(
+    hashed_id: str, user_id: str, error: dict[str, Any], *, final: bool, index: int = 0
+) -> dict[str, Any]:
+    """``StepError`` (attempts remain) or ``StepFailed`` (final) for a step that raised."""
+    return {
+        "op": (Opcode.STEP_FAILED if final else Opcode.STEP_ERROR).value,
+        "id": hashed_id,
+        "name": user_id,
+        "displayName": user_id,
+        "error": error,
+        "userland": _userland(user_id, index),
+    }
+
+
+def sleep_op(hashed_id: str, user_id: str, until: str, *, index: int = 0) -> dict[str, Any]:
+    """``Sleep`` with a Go-style duration or an RFC 3339 date in ``opts.duration`` (§3.3a)."""
+    return {
+        "op": Opcode.SLEEP.value,
+        "id": hashed_id,
+        "name": user_id,
+        "displayName": user_id,
+        "opts": {"duration": until},
+        "userland": _userland(user_id, index),
+    }
+
+
+def wait_for_event_op(
+    hashed_id: str, user_id: str, event: str, timeout: str, if_: str | None = None, *, index: int = 0
+) -> dict[str, Any]:
+    """``WaitForEvent`` with ``opts {event, if?, timeout}`` (§3.3a)."""
+    opts: dict[str, Any] = {"event": event, "timeout": timeout}
+    if if_:
+        opts["if"] = if_
+    return {
+        "op": Opcode.WAIT_FOR_EVENT.value,
+        "id": hashed_id,
+        "name": user_id,
+        "displayName": user_id,
+        "opts": opts,
+        "userland": _userland(user_id, index),
+    }
+
+
+def invoke_op(
+    hashed_id: str,
+    user_id: str,
+    function_id: str,
+    data: Any,
+    timeout: str | None = None,
+    *,
+    index: int = 0,
+) -> dict[str, Any]:
+    """``InvokeFunction`` with ``opts {function_id, payload: {data}, timeout?}`` (§3.2)."""
+    opts: dict[str, Any] = {"function_id": function_id, "payload": {"data": data}}
+    if timeout:
+        opts["timeout"] = timeout
+    return {
+        "op": Opcode.INVOKE_FUNCTION.value,
+        "id": hashed_id,
+        "name": user_id,
+        "displayName": user_id,
+        "opts": opts,
+        "userland": _userland(user_id, index),
+    }
+
+
+def run_complete_op(data: Any) -> dict[str, Any]:
+    """``RunComplete``: the function returned ``data`` (ends a checkpointed request)."""
+    return {"op": Opcode.RUN_COMPLETE.value, "id": RUN_COMPLETE_ID, "data": data}
