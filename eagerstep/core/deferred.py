@@ -132,7 +132,8 @@ class DeferredScope:
         for attempt in range(1, self._attempts + 1):
             try:
                 # A fresh context: no scope is active here, so the client really sends.
-                return contextvars.Context().run(self.client.send, batch)
+                send = getattr(self.client, "send_now", self.client.send)
+                return contextvars.Context().run(send, batch)
             except Exception as error:
                 if attempt == self._attempts:
                     names = ", ".join(sorted({str(_name(event)) for event in batch}))

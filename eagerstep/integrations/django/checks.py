@@ -163,11 +163,12 @@ def _client_warnings(functions: list[Any]) -> list[CheckMessage]:
     if not strangers:
         return []
     return [
-        Warning(
-            f"Functions {', '.join(strangers)} belong to a client that does not read EAGERSTEP settings.",
+        Error(
+            f"Functions {', '.join(strangers)} belong to another client than the one served, so the "
+            "endpoint cannot serve them.",
             hint="Decorate them with eagerstep.integrations.django.get_client().function(...), or set "
             'EAGERSTEP["CLIENT"] to the dotted path of the client they use.',
-            id=ID.format("W003"),
+            id=ID.format("E008"),
         )
     ]
 

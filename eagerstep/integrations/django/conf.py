@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cached_property
 from importlib import import_module
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.apps import apps
 from django.conf import settings
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from eagerstep.core.comm import CommHandler
     from eagerstep.core.function import Function
 
+T = TypeVar("T")
 CLIENT_KEYS = (
     "DEV",
     "SIGNING_KEY",
@@ -72,6 +74,7 @@ eagerstep_settings = EagerStepSettings()
 
 _lock = threading.RLock()
 _client: Client | None = None
+_client_origin: str | None = None  # the CLIENT path, or "APP_ID=<id>" for a client built here
 _handler: CommHandler | None = None
 
 
@@ -80,7 +83,7 @@ def get_client() -> Client:
 
     Its settings (keys, URLs, checkpointing) come from ``EAGERSTEP``, then the ``INNGEST_*`` env vars.
     """
-    global _client
+    global _client, _client_origin
     with _lock:
         if _client is None:
             path = eagerstep_settings.CLIENT
@@ -97,8 +100,12 @@ def get_client() -> Client:
                     )
                 client = Client(app_id=app_id)
             client.set_settings_source(eagerstep_settings.source)
-            _client = client
+            _client, _client_origin = client, _origin()
         return _client
+
+
+def _origin() -> str:
+    return str(eagerstep_settings.CLIENT or f"APP_ID={eagerstep_settings.APP_ID}")
 
 
 def durable_modules() -> list[str]:
@@ -156,9 +163,7 @@ def get_handler() -> CommHandler:
     global _handler
     with _lock:
         if _handler is None:
-            from eagerstep.core.comm import CommHandler
-
-            _handler = CommHandler(
+            _handler = _handler_class()(
                 get_client(),
                 get_functions(),
                 framework="django",
@@ -167,23 +172,40 @@ def get_handler() -> CommHandler:
         return _handler
 
 
+def _handler_class() -> type[CommHandler]:
+    from django.db import close_old_connections
+
+    from eagerstep.core.comm import CommHandler
+
+    class DjangoCommHandler(CommHandler):
+        """Closes stale database connections around work in eagerstep's pool threads (Django's request
+        signals only do it for the request thread)."""
+
+        async def _in_pool(self, loop: Any, fn: Callable[..., T], *args: Any) -> T:
+            def run(*inner: Any) -> T:
+                close_old_connections()
+                try:
+                    return fn(*inner)
+                finally:
+                    close_old_connections()
+
+            return await super()._in_pool(loop, run, *args)
+
+    return DjangoCommHandler
+
+
 def reset() -> None:
     """Forget settings, the handler and the client's resolved values.
 
-    The client object itself is kept (functions are bound to it) unless ``CLIENT`` now names another.
+    The client object itself is kept (functions are bound to it) while ``CLIENT`` / ``APP_ID`` name it.
     """
     global _handler, _client
     with _lock:
         eagerstep_settings.reload()
         _handler = None
         if _client is not None:
-            _client.reload_settings()
-            path = eagerstep_settings.CLIENT
-            try:
-                replaced = bool(path) and import_string(path) is not _client
-            except ImportError:
-                replaced = True  # reported by `manage.py check` and on the next request
-            if replaced:
+            _client.set_settings_source(eagerstep_settings.source)  # also forgets resolved values
+            if _origin() != _client_origin:
                 _client = None
 
 

@@ -1,0 +1,101 @@
+"""Signatures in cloud mode and malformed requests: every framework answers exactly as the core does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eagerstep.core.comm import CommHandler, Request, Response
+from tests.http import functions
+from tests.http.clients.base import HttpClient
+from tests.http.conftest import SIGNING_KEY, MakeClient, cloud_settings
+from tests.support.orchestrator import RecordingOrchestrator
+from tests.support.requests import call_request
+
+LIMIT = 4 * 1024 * 1024 + 64 * 1024
+
+
+def core_answer(request: Request) -> Response:
+    """What the core itself answers, with the client configured as the framework configured it."""
+    return CommHandler(functions.client, functions.FUNCTIONS, framework="core").handle(request)
+
+
+def assert_same_as_core(response: Response, request: Request) -> None:
+    expected = core_answer(request)
+    assert response.status == expected.status
+    assert json.loads(response.body) == json.loads(expected.body)
+
+
+def test_signed_call_is_accepted_and_reply_signed(
+    make_http_client: MakeClient, orchestrator: RecordingOrchestrator
+) -> None:
+    client = make_http_client(cloud_settings(orchestrator))
+    response = client.handle(call_request("conformance-steps", signing_key=SIGNING_KEY, internal_fn_id=None))
+    assert response.status in (200, 206), response.body
+    assert response.header("x-inngest-signature", "").startswith("t=")
+
+
+@pytest.mark.parametrize("key", [None, "signkey-test-" + "00" * 32], ids=["unsigned", "wrong-key"])
+def test_bad_signature_is_401(
+    make_http_client: MakeClient, orchestrator: RecordingOrchestrator, key: str | None
+) -> None:
+    client = make_http_client(cloud_settings(orchestrator))
+    request = call_request("conformance-steps", signing_key=key)
+    response = client.handle(request)
+    assert response.status == 401
+    assert_same_as_core(response, request)
+
+
+def test_malformed_json_is_400(http_client: HttpClient) -> None:
+    request = Request(
+        "POST",
+        "http://x/api/inngest?fnId=conformance-steps&stepId=step",
+        {"content-type": "application/json"},
+        {"fnId": "conformance-steps", "stepId": "step"},
+        b"{not json",
+    )
+    response = http_client.handle(request)
+    assert response.status == 400
+    assert_same_as_core(response, request)
+
+
+def test_unknown_function_is_500(http_client: HttpClient) -> None:
+    request = call_request("conformance-nope")
+    response = http_client.handle(request)
+    assert response.status == 500
+    assert_same_as_core(response, request)
+
+
+def test_wrong_method_is_405(http_client: HttpClient) -> None:
+    request = Request("DELETE", "http://x/api/inngest", {}, {}, b"")
+    response = http_client.handle(request)
+    assert response.status == 405
+    assert "GET" in (response.header("allow") or "")
+    assert_same_as_core(response, request)
+
+
+def test_oversized_body_is_413(http_client: HttpClient) -> None:
+    body = b'{"pad": "' + b"x" * LIMIT + b'"}'
+    request = Request(
+        "POST",
+        "http://x/api/inngest?fnId=conformance-steps&stepId=step",
+        {"content-type": "application/json"},
+        {"fnId": "conformance-steps", "stepId": "step"},
+        body,
+    )
+    response = http_client.handle(request)
+    assert response.status == 413
+    assert_same_as_core(response, request)
+
+
+def test_body_over_djangos_upload_limit_but_under_ours_is_accepted(
+    http_client: HttpClient, orchestrator: RecordingOrchestrator
+) -> None:
+    # Django refuses request.body over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB); call requests go to ~4 MB.
+    request = call_request(
+        "conformance-steps", event={"name": "test/steps", "data": {"start": 1, "pad": "x" * 1_500_000}}
+    )
+    assert 2_621_440 < len(request.body) < LIMIT  # event and events each carry the padding
+    response = http_client.handle(request)
+    assert response.status in (200, 206), response.body[:300]
