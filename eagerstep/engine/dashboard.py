@@ -63,13 +63,15 @@ def render_run(engine: Engine, run_id: str) -> str:
         rows.append(
             f"<tr><td>{html.escape(str(step.get('name')))}</td><td>{step.get('op', '')}</td>"
             f"<td class='{step['status']}'>{step['status']}</td><td>{step.get('duration_ms') or ''}</td>"
-            f"<td><span class='bar' style='width:{width}px'></span></td><td><pre>{_short(result)}</pre></td></tr>"
+            f"<td><span class='bar' style='width:{width}px'></span></td>"
+            f"<td><pre>{_short(result)}</pre></td></tr>"
         )
+    outcome = run["output"] if run["error"] is None else run["error"]
     body = (
         f"<p><a href='/'>all runs</a></p><p>{html.escape(run['function_id'])}: "
         f"<b class='{run['status']}'>{run['status']}</b> in {run['duration_ms']} ms</p>"
         "<table><tr><th>step</th><th>op</th><th>status</th><th>ms</th><th></th><th>result</th></tr>"
         + "".join(rows)
-        + f"</table><h3>Output</h3><pre>{_short(run['output'] if run['error'] is None else run['error'])}</pre>"
+        + f"</table><h3>Output</h3><pre>{_short(outcome)}</pre>"
     )
     return _page(f"run {run_id}", body)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import heapq
 import logging
@@ -237,10 +238,8 @@ class Engine:
         self._valid_auth: set[str] = set()
         if self.signing_key:
             self._valid_auth = {self.signing_key}
-            try:
+            with contextlib.suppress(ValueError):
                 self._valid_auth.add(signing.hash_signing_key(self.signing_key))
-            except ValueError:
-                pass
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -617,10 +616,10 @@ class Engine:
                 )
         if name == protocol.EVENT_FUNCTION_FINISHED:
             correlation = event["data"].get("correlation_id")
-            wait = self._invoke_waits.get(str(correlation)) if correlation else None
-            if wait is not None:
-                run = self.runs.get(wait.run_id)
-                self._drop_wait(wait)
+            invoke_wait = self._invoke_waits.get(str(correlation)) if correlation else None
+            if invoke_wait is not None:
+                run = self.runs.get(invoke_wait.run_id)
+                self._drop_wait(invoke_wait)
                 if run is not None:
                     data = event["data"]
                     memo = (
@@ -628,7 +627,7 @@ class Engine:
                         if data.get("error") is not None
                         else {"data": data.get("result")}
                     )
-                    self._resolve_step(run, wait.payload["step_id"], memo, "InvokeFunction")
+                    self._resolve_step(run, invoke_wait.payload["step_id"], memo, "InvokeFunction")
 
     # ------------------------------------------------------------------ runs
 
@@ -1375,7 +1374,8 @@ class Engine:
             memo = {
                 "error": {
                     "name": "Error",
-                    "message": f"cannot invoke {target_id!r}: no such function is registered; sync the app serving it",
+                    "message": f"cannot invoke {target_id!r}: no such function is registered;"
+                    " sync the app serving it",
                 }
             }
             self._store_memo(run, op.id, memo, name=op.displayName or op.name, op="InvokeFunction")
@@ -1442,11 +1442,15 @@ class Engine:
                 raise EngineError(f"run {run_id} not found")
             return  # the run already ended: nothing to record
         item = self._item_for_qi(request.qi_id)
-        if request.generation_id and item is not None and item.run_id == run_id:
-            if item.generation != request.generation_id:
-                raise EngineError(
-                    f"stale dispatch: generation {request.generation_id} != current {item.generation}", 409
-                )
+        if (
+            request.generation_id
+            and item is not None
+            and item.run_id == run_id
+            and item.generation != request.generation_id
+        ):
+            raise EngineError(
+                f"stale dispatch: generation {request.generation_id} != current {item.generation}", 409
+            )
         now = self.clock.now()
         with self._tx():
             for op in request.steps:
@@ -1585,13 +1589,12 @@ class _EngineTx:
         self.cm = self.engine.db.tx()
         self.cm.__enter__()
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         nested = self.engine.db._depth > 1
         self.cm.__exit__(exc_type, exc, tb)
         if exc_type is not None and not nested:
             log.error("a state change failed and was rolled back; reloading state: %r", exc)
             self.engine._load()
-        return False
 
 
 class _NotJson:

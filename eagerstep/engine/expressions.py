@@ -11,6 +11,7 @@ import functools
 from typing import Any
 
 import celpy
+from celpy.adapter import json_to_cel
 
 
 class ExpressionError(ValueError):
@@ -43,9 +44,9 @@ def matches(text: str | None, *, event: Any = None, async_event: Any = None) -> 
         return False
     activation: dict[str, Any] = {}
     if event is not None:
-        activation["event"] = celpy.json_to_cel(event)
+        activation["event"] = json_to_cel(event)
     if async_event is not None:
-        activation["async"] = celpy.json_to_cel(async_event)
+        activation["async"] = json_to_cel(async_event)
     try:
         result = program.evaluate(activation)
     except Exception:
@@ -56,7 +57,7 @@ def matches(text: str | None, *, event: Any = None, async_event: Any = None) -> 
 def evaluate_key(text: str, *, event: Any) -> str:
     """The string value of a key expression (concurrency keys); "" when it cannot be evaluated."""
     try:
-        result = compile_expression(text).evaluate({"event": celpy.json_to_cel(event)})
+        result = compile_expression(text).evaluate({"event": json_to_cel(event)})
     except Exception:
         return ""
     return "" if isinstance(result, Exception) else str(result)

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-inngest = pytest.importorskip("inngest")
+pytest.importorskip("inngest")
 flask = pytest.importorskip("flask")
+import inngest  # noqa: E402
 import inngest.flask  # noqa: E402
 
 from eagerstep.engine import EngineServer, ManualClock  # noqa: E402
@@ -102,7 +103,8 @@ def build_functions(client: Any) -> list[Any]:
 
     @client.create_function(fn_id="fanout", trigger=inngest.TriggerEvent(event="py/parallel"))
     def fanout(ctx: Any) -> Any:
-        return list(ctx.group.parallel(tuple((lambda i=i: ctx.step.run(f"p{i}", lambda: i * 10)) for i in range(3))))
+        calls = tuple((lambda i=i: ctx.step.run(f"p{i}", lambda: i * 10)) for i in range(3))
+        return list(ctx.group.parallel(calls))
 
     return [multi, retry, sleeper, waiter, child, parent, cancellable, doomed, ticker, fanout]
 
