@@ -1,9 +1,50 @@
-"""The checkpoint buffer and its transport (a sender thread behind handle(), a task behind handle_async())."""
+"""The checkpoint buffer and its transport (a sender thread behind handle(), a task behind handle_async()).
+
+A :class:`RunCheckpointer` buffers the ``StepRun`` ops of one call request and sends them to
+``POST {api}/v1/checkpoint/{run_id}/async`` off the user's thread (protocol.md §6.3.1). ``push`` is
+the hot path: it appends to a list under a lock and, when a flush is due, wakes the sender; it never
+encodes JSON or touches the network. Steps that finish while a flush is in flight join the next one
+(coalescing), so a fast function makes fewer checkpoint calls than it has steps.
+
+Two senders do the I/O:
+
+- one daemon thread per process (``RunCheckpointer.sync``, behind ``handle()``) with one pooled
+  ``httpx.Client``; created lazily, re-created in a forked child (pid check), stopped by
+  :func:`shutdown`;
+- one asyncio task per event loop (``RunCheckpointer.for_loop``, behind ``handle_async()``) with
+  one ``httpx.AsyncClient``; stopped by :func:`shutdown_async`.
+
+A flush is retried with exponential backoff and jitter (5 attempts from ~100 ms by default),
+switches to the fallback signing key on 401/403, and stops at a 409 (stale dispatch). Whatever was
+not confirmed is handed back by :meth:`RunCheckpointer.flush` / :meth:`RunCheckpointer.settle`, in
+push order, so the caller can return it in the 206 reply: a completed step is never lost.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
+import logging
+import os
+import queue
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+import httpx
+
+from eagerstep.core.protocol import Header, dumps
+from eagerstep.core.signing import hash_signing_key
+
+logger = logging.getLogger("eagerstep")
 
 
 @dataclass(frozen=True)
@@ -14,16 +55,804 @@ class Checkpointing:
     ``max_interval``: also start a flush this long after a step entered an empty buffer (None: off).
     ``max_runtime``: after this long in one request, the next step is handed back to the
     orchestrator as ``StepPlanned`` (None: no limit). ``max_unflushed_steps``: backpressure cap;
-    only past it does a step wait for a flush to finish.
+    only past it does a step wait for a flush to finish. ``request_timeout``: per HTTP attempt.
+    ``max_attempts``: HTTP attempts per flush. ``retry_delay``: the first backoff (doubling, with
+    jitter).
     """
 
     buffered_steps: int = 1
     max_interval: timedelta | None = None
     max_runtime: timedelta | None = timedelta(seconds=10)
     max_unflushed_steps: int = 1000
+    request_timeout: timedelta = timedelta(seconds=5)
+    max_attempts: int = 5
+    retry_delay: timedelta = timedelta(milliseconds=100)
 
     def __post_init__(self) -> None:
         if self.buffered_steps < 1:
             raise ValueError("Checkpointing(buffered_steps=...) must be at least 1")
         if self.max_unflushed_steps < self.buffered_steps:
             raise ValueError("Checkpointing(max_unflushed_steps=...) must be >= buffered_steps")
+        if self.max_attempts < 1:
+            raise ValueError("Checkpointing(max_attempts=...) must be at least 1")
+        if self.request_timeout.total_seconds() <= 0:
+            raise ValueError("Checkpointing(request_timeout=...) must be positive")
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (attempt counts from 1)."""
+        base = self.retry_delay.total_seconds()
+        return base * (2.0 ** (attempt - 1)) + random.uniform(0, base)
+
+    def longest_flush(self) -> float:
+        """An upper bound, in seconds, for one flush with all its retries."""
+        per_attempt = self.request_timeout.total_seconds() * 2  # once more with the fallback key
+        base = self.retry_delay.total_seconds()
+        backoffs = sum(base * (2.0 ** (n - 1)) + base for n in range(1, self.max_attempts))
+        return self.max_attempts * per_attempt + backoffs + 0.5
+
+
+@dataclass(frozen=True)
+class CheckpointTarget:
+    """Where and as whom the checkpoints of one call request go."""
+
+    api_base_url: str
+    run_id: str
+    fn_id: str
+    qi_id: str | None
+    request_id: str | None
+    generation_id: int | None
+    request_started_at_ms: int
+    signing_key: str | None
+    signing_key_fallback: str | None
+    sdk_header: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.api_base_url.rstrip('/')}/v1/checkpoint/{self.run_id}/async"
+
+    def body(self, ops: list[dict[str, Any]]) -> bytes:
+        """The request body; ``ts`` is now."""
+        return dumps(
+            {
+                "run_id": self.run_id,
+                "fn_id": self.fn_id,
+                "qi_id": self.qi_id,
+                "steps": ops,
+                "request_id": self.request_id,
+                "generation_id": self.generation_id,
+                "request_started_at": self.request_started_at_ms,
+                "ts": int(time.time() * 1000),
+            }
+        ).encode()
+
+    def headers(self, use_fallback: bool) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            Header.SDK: self.sdk_header,
+            Header.USER_AGENT: self.sdk_header,
+        }
+        key = self.signing_key_fallback if use_fallback else self.signing_key
+        if key:
+            headers[Header.AUTHORIZATION] = f"Bearer {_bearer(key)}"
+        return headers
+
+
+@lru_cache(maxsize=16)
+def _bearer(key: str) -> str:
+    try:
+        return hash_signing_key(key)
+    except ValueError:
+        return key
+
+
+# ------------------------------------------------------------------------------------------------
+# Outcomes of one HTTP attempt
+
+_OK = "ok"
+_STALE = "stale"  # 409: the orchestrator has re-dispatched the run
+_RETRY = "retry"  # network error, timeout, 408, 429, 5xx
+_FATAL = "fatal"  # any other answer: retrying will not help
+_AUTH = "auth"  # 401/403: try the fallback key
+
+
+def _classify(status: int) -> str:
+    if 200 <= status < 300:
+        return _OK
+    if status == 409:
+        return _STALE
+    if status in (401, 403):
+        return _AUTH
+    if status in (408, 429) or status >= 500:
+        return _RETRY
+    return _FATAL
+
+
+@dataclass
+class _Job:
+    """One HTTP attempt's worth of work, taken from a checkpointer by its sender."""
+
+    target: CheckpointTarget
+    ops: list[dict[str, Any]]
+    use_fallback: bool
+    timeout: float
+
+
+# ------------------------------------------------------------------------------------------------
+# The checkpointer of one call request
+
+
+class RunCheckpointer:
+    """Buffers the ``StepRun`` ops of one call request and has its sender checkpoint them.
+
+    Thread-safe. Create it with :meth:`sync` (process sender thread) or :meth:`for_loop` (the
+    loop's sender task). See the module docstring for the life of a flush.
+    """
+
+    def __init__(self, target: CheckpointTarget, config: Checkpointing, sender: _Sender) -> None:
+        self.target = target
+        self.config = config
+        self._sender = sender
+        self._wake = sender.wake
+        self._buffered = config.buffered_steps
+        self._cap = config.max_unflushed_steps
+        self._interval = config.max_interval.total_seconds() if config.max_interval else 0.0
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._futures: list[asyncio.Future[None]] = []
+        self._pending: list[dict[str, Any]] = []
+        self._inflight: list[dict[str, Any]] | None = None
+        self._lost: list[dict[str, Any]] = []  # from a flush that failed for good
+        self._attempt = 0
+        self._posting = False  # an HTTP attempt is under way
+        self._use_fallback = False
+        self._queued = False  # waiting in the sender's ready list
+        self._halted = False  # stale, failed or closed: nothing more is sent
+        self._closed = False
+        self._forcing = 0  # flush() callers waiting: send whatever is pending
+        self._timer_token = 0
+        self._timer_fired = False
+        self.stale = False
+        self.failed = False
+        self.confirmed = 0  # ops the orchestrator accepted
+        self.calls = 0  # HTTP attempts made
+
+    @classmethod
+    def sync(cls, target: CheckpointTarget, config: Checkpointing) -> RunCheckpointer:
+        """A checkpointer served by the process-wide sender thread (for ``handle()``)."""
+        return cls(target, config, _thread_sender())
+
+    @classmethod
+    def for_loop(
+        cls, target: CheckpointTarget, config: Checkpointing, loop: asyncio.AbstractEventLoop
+    ) -> RunCheckpointer:
+        """A checkpointer served by ``loop``'s sender task (for ``handle_async()``)."""
+        return cls(target, config, _loop_sender(loop))
+
+    # -------------------------------------------------------------------- the hot path
+
+    def push(self, op: dict[str, Any]) -> None:
+        """Buffer one op; start a flush when ``buffered_steps`` are unflushed. No I/O here.
+
+        Blocks only while more than ``max_unflushed_steps`` are unconfirmed (never on the sender's
+        own event loop: use :meth:`push_async` there).
+        """
+        with self._lock:
+            pending = self._pending
+            pending.append(op)
+            if self._halted:
+                return
+            count = len(pending)
+            if self._inflight is not None or self._queued:
+                if count + len(self._inflight or ()) < self._cap or self._sender.on_own_loop():
+                    return
+                wake = False
+            elif count >= self._buffered:
+                self._queued = True
+                wake = True
+            else:
+                if count == 1 and self._interval:
+                    self._arm_timer_locked()
+                return
+        if wake:
+            self._wake(self)
+        else:
+            self._wait_sync(self._below_cap, self.config.longest_flush())
+
+    async def push_async(self, op: dict[str, Any]) -> None:
+        """:meth:`push` for coroutines: awaits (never blocks the loop) past the backpressure cap."""
+        with self._lock:
+            pending = self._pending
+            pending.append(op)
+            if self._halted:
+                return
+            count = len(pending)
+            if self._inflight is not None or self._queued:
+                if count + len(self._inflight or ()) < self._cap:
+                    return
+                wake = False
+            elif count >= self._buffered:
+                self._queued = True
+                wake = True
+            else:
+                if count == 1 and self._interval:
+                    self._arm_timer_locked()
+                return
+        if wake:
+            self._wake(self)
+        else:
+            await self._wait_async(self._below_cap, self.config.longest_flush())
+
+    def _arm_timer_locked(self) -> None:
+        self._timer_token += 1
+        self._sender.wake_at(self, time.monotonic() + self._interval, self._timer_token)
+
+    def _below_cap(self) -> bool:
+        return self._halted or len(self._pending) + len(self._inflight or ()) < self._cap
+
+    # -------------------------------------------------------------------- waiting for the sender
+
+    def flush(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Send everything buffered now and wait; return the ops not confirmed, in push order."""
+        self._check_not_on_loop("flush")
+        with self._lock:
+            self._forcing += 1
+            wake = self._request_flush_locked()
+        try:
+            if wake:
+                self._wake(self)
+            self._wait_sync(self._all_sent, self._bound(timeout))
+        finally:
+            with self._lock:
+                self._forcing -= 1
+        return self.unconfirmed()
+
+    async def flush_async(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """:meth:`flush` for coroutines."""
+        with self._lock:
+            self._forcing += 1
+            wake = self._request_flush_locked()
+        try:
+            if wake:
+                self._wake(self)
+            await self._wait_async(self._all_sent, self._bound(timeout))
+        finally:
+            with self._lock:
+                self._forcing -= 1
+        return self.unconfirmed()
+
+    def settle(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Start nothing new; wait for a flush in flight; return the ops not confirmed, in order.
+
+        Afterwards the checkpointer is closed: timers are off and nothing more is sent.
+        """
+        self._check_not_on_loop("settle")
+        self._close_for_settle()
+        self._wait_sync(self._nothing_in_flight, self._bound(timeout))
+        return self.unconfirmed()
+
+    async def settle_async(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        """:meth:`settle` for coroutines."""
+        self._close_for_settle()
+        await self._wait_async(self._nothing_in_flight, self._bound(timeout))
+        return self.unconfirmed()
+
+    def close(self) -> None:
+        """Stop: no further flushes, timers off; a request in flight is left to finish."""
+        with self._lock:
+            self._closed = self._halted = True
+            self._timer_token += 1
+            self._notify_locked()
+
+    def unconfirmed(self) -> list[dict[str, Any]]:
+        """Ops the orchestrator has not confirmed (yet), in push order."""
+        with self._lock:
+            return [*self._lost, *(self._inflight or ()), *self._pending]
+
+    @property
+    def in_flight(self) -> bool:
+        return self._inflight is not None
+
+    def _close_for_settle(self) -> None:
+        with self._lock:
+            self._closed = self._halted = True
+            self._timer_token += 1
+            if self._inflight is not None and not self._posting:
+                # waiting to retry: the caller takes these ops for its reply instead
+                self._give_up_locked(self._inflight, "the request was answered")
+
+    def _request_flush_locked(self) -> bool:
+        if self._halted or not self._pending or self._inflight is not None or self._queued:
+            return False
+        self._queued = True
+        return True
+
+    def _all_sent(self) -> bool:
+        return self._halted or (not self._pending and self._inflight is None)
+
+    def _nothing_in_flight(self) -> bool:
+        return self._inflight is None
+
+    def _bound(self, timeout: float | None) -> float:
+        return self.config.longest_flush() if timeout is None else max(0.0, timeout)
+
+    def _check_not_on_loop(self, name: str) -> None:
+        if self._sender.on_own_loop():
+            raise RuntimeError(f"RunCheckpointer.{name}() would block the event loop; await {name}_async()")
+
+    def _wait_sync(self, done: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._cond.wait(remaining)
+
+    async def _wait_async(self, done: Callable[[], bool], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            with self._lock:
+                if done():
+                    return
+                future: asyncio.Future[None] = loop.create_future()
+                self._futures.append(future)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(future, remaining)
+            except asyncio.TimeoutError:
+                return
+
+    def _notify_locked(self) -> None:
+        self._cond.notify_all()
+        if self._futures:
+            futures, self._futures = self._futures, []
+            for future in futures:
+                _resolve(future)
+
+    # -------------------------------------------------------------------- the sender's side
+
+    def _next_job(self, *, retry: bool = False, timer: int = 0) -> _Job | None:
+        """Called by the sender: the next HTTP attempt to make for this run, if any."""
+        with self._lock:
+            self._queued = False
+            if self._inflight is not None:
+                if not retry:
+                    return None
+                if self._closed and self._attempt:
+                    # settled: the caller has already taken these ops for its reply
+                    self._give_up_locked(self._inflight, "the request was answered")
+                    return None
+                self._posting = True
+                return _Job(self.target, self._inflight, self._use_fallback, self._timeout)
+            if timer:
+                if timer != self._timer_token:
+                    return None
+                self._timer_fired = True
+            if self._halted or not self._pending:
+                return None
+            if not (len(self._pending) >= self._buffered or self._forcing or self._timer_fired):
+                return None
+            self._inflight, self._pending = self._pending, []
+            self._attempt = 0
+            self._timer_fired = False
+            self._timer_token += 1
+            self._posting = True
+            return _Job(self.target, self._inflight, self._use_fallback, self._timeout)
+
+    @property
+    def _timeout(self) -> float:
+        return self.config.request_timeout.total_seconds()
+
+    def _finish(self, job: _Job, outcome: str, detail: str) -> float | None:
+        """Record one attempt's outcome. Returns a delay before retrying, or None.
+
+        After None the sender calls :meth:`_next_job` again if ``_more`` says so.
+        """
+        with self._lock:
+            self.calls += 1
+            self._posting = False
+            if self._inflight is not job.ops:
+                return None
+            if outcome == _OK:
+                self.confirmed += len(job.ops)
+                self._inflight = None
+            elif outcome == _STALE:
+                self.stale = True
+                self._halted = True
+                self._lost.extend(job.ops)
+                self._inflight = None
+                logger.info("checkpoint: run %s was re-dispatched (409); stopping", self.target.run_id)
+            elif outcome == _RETRY and self._attempt + 1 < self.config.max_attempts and not self._closed:
+                self._attempt += 1
+                self._notify_locked()
+                return self.config.backoff(self._attempt)
+            else:
+                self._give_up_locked(job.ops, detail)
+            if self._pending and not self._halted and self._interval and not self._more_locked():
+                self._arm_timer_locked()
+            self._notify_locked()
+            return None
+
+    def _give_up_locked(self, ops: list[dict[str, Any]], detail: str) -> None:
+        self.failed = not self._closed
+        self._halted = True
+        self._lost.extend(ops)
+        self._inflight = None
+        if self.failed:
+            logger.warning(
+                "checkpoint: %d step(s) of run %s not checkpointed (%s); they go back in the reply",
+                len(ops),
+                self.target.run_id,
+                detail,
+            )
+        self._notify_locked()
+
+    def _more_locked(self) -> bool:
+        return (
+            not self._halted
+            and self._inflight is None
+            and bool(self._pending)
+            and (len(self._pending) >= self._buffered or self._forcing > 0)
+        )
+
+    def _more(self) -> bool:
+        with self._lock:
+            return self._more_locked()
+
+    def _use_fallback_key(self) -> bool:
+        """After a 401/403: switch to the fallback key if there is one (and we are not on it)."""
+        with self._lock:
+            if self._use_fallback or not self.target.signing_key_fallback:
+                return False
+            self._use_fallback = True
+            return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    loop = future.get_loop()
+    if loop.is_closed():
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        if not future.done():
+            future.set_result(None)
+    else:
+        loop.call_soon_threadsafe(_set_done, future)
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Senders
+
+
+class _Sender:
+    """What a checkpointer needs from its sender."""
+
+    def wake(self, checkpointer: RunCheckpointer) -> None:  # thread-safe
+        raise NotImplementedError
+
+    def wake_at(self, checkpointer: RunCheckpointer, deadline: float, token: int) -> None:
+        raise NotImplementedError
+
+    def on_own_loop(self) -> bool:
+        """True when called on the event loop this sender runs on (blocking there would deadlock)."""
+        return False
+
+
+def _client_limits() -> httpx.Limits:
+    return httpx.Limits(max_connections=32, max_keepalive_connections=8, keepalive_expiry=30)
+
+
+class _ThreadSender(_Sender):
+    """One daemon thread per process; flushes run one at a time, retries wait on timers."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._queue: queue.SimpleQueue[tuple[RunCheckpointer | None, float, int, int]] = queue.SimpleQueue()
+        self._client = httpx.Client(limits=_client_limits())
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="eagerstep-checkpoint", daemon=True)
+        self._thread.start()
+
+    # kinds of queue items
+    _NOW, _TIMER, _RETRY = 0, 1, 2
+
+    def wake(self, checkpointer: RunCheckpointer) -> None:
+        self._queue.put((checkpointer, 0.0, self._NOW, 0))
+
+    def wake_at(self, checkpointer: RunCheckpointer, deadline: float, token: int) -> None:
+        self._queue.put((checkpointer, deadline, self._TIMER, token))
+
+    def stop(self, timeout: float) -> None:
+        self._stopping = True
+        self._queue.put((None, 0.0, self._NOW, 0))
+        self._thread.join(timeout)
+        self._client.close()
+
+    def _run(self) -> None:
+        ready: deque[tuple[RunCheckpointer, int, int]] = deque()
+        timers: list[tuple[float, int, RunCheckpointer, int, int]] = []
+        sequence = itertools.count()
+        while True:
+            if self._stopping and not ready and not timers:
+                return
+            if ready:
+                wait: float | None = 0.0
+            elif timers:
+                wait = max(0.0, timers[0][0] - time.monotonic())
+            else:
+                wait = None
+            try:
+                item = self._queue.get(timeout=wait) if wait != 0.0 else self._queue.get_nowait()
+            except queue.Empty:
+                item = None
+            while item is not None:
+                checkpointer, deadline, kind, token = item
+                if checkpointer is None:
+                    if not ready and not timers:
+                        return
+                elif kind == self._NOW:
+                    ready.append((checkpointer, kind, token))
+                else:
+                    heapq.heappush(timers, (deadline, next(sequence), checkpointer, kind, token))
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            now = time.monotonic()
+            while timers and (timers[0][0] <= now or self._stopping):  # stopping: due now
+                _, _, checkpointer, kind, token = heapq.heappop(timers)
+                ready.append((checkpointer, kind, token))
+            if self._stopping and not ready and not timers:
+                return
+            if not ready:
+                continue
+            checkpointer, kind, token = ready.popleft()
+            try:
+                delay = self._service(checkpointer, kind, token)
+            except Exception:  # never let one run's trouble stop the process's sender
+                logger.exception("checkpoint sender: unexpected error")
+                continue
+            if delay is not None:
+                heapq.heappush(
+                    timers, (time.monotonic() + delay, next(sequence), checkpointer, self._RETRY, 0)
+                )
+            elif checkpointer._more():
+                ready.append((checkpointer, self._NOW, 0))
+
+    def _service(self, checkpointer: RunCheckpointer, kind: int, token: int) -> float | None:
+        job = checkpointer._next_job(retry=kind == self._RETRY, timer=token if kind == self._TIMER else 0)
+        if job is None:
+            return None
+        outcome, detail = self._post(job)
+        if outcome == _AUTH and checkpointer._use_fallback_key():
+            job.use_fallback = True
+            outcome, detail = self._post(job)
+        if outcome == _AUTH:
+            outcome = _FATAL
+        return checkpointer._finish(job, outcome, detail)
+
+    def _post(self, job: _Job) -> tuple[str, str]:
+        try:
+            body = job.target.body(job.ops)
+        except (TypeError, ValueError) as exc:
+            return _FATAL, f"a step output is not JSON: {exc}"
+        try:
+            response = self._client.post(
+                job.target.url,
+                content=body,
+                headers=job.target.headers(job.use_fallback),
+                timeout=httpx.Timeout(job.timeout),
+            )
+        except httpx.TimeoutException:
+            return _RETRY, "timed out"
+        except httpx.HTTPError as exc:
+            return _RETRY, f"{type(exc).__name__}: {exc}"
+        return _classify(response.status_code), f"HTTP {response.status_code}"
+
+
+class _LoopSender(_Sender):
+    """One asyncio task per event loop; each flush runs in its own child task."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.pid = os.getpid()
+        self.loop = loop
+        self._loop_thread: int | None = None
+        self._ready: deque[RunCheckpointer] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+        self._stopping = False
+
+    def on_own_loop(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    def wake(self, checkpointer: RunCheckpointer) -> None:
+        if threading.get_ident() == self._loop_thread and self._wakeup is not None:
+            self._ready.append(checkpointer)
+            self._wakeup.set()
+        else:
+            self.loop.call_soon_threadsafe(self._wake_here, checkpointer)
+
+    def wake_at(self, checkpointer: RunCheckpointer, deadline: float, token: int) -> None:
+        delay = max(0.0, deadline - time.monotonic())
+
+        def fire() -> None:
+            self._spawn(checkpointer, timer=token)
+
+        if threading.get_ident() == self._loop_thread:
+            self.loop.call_later(delay, fire)
+        else:
+            self.loop.call_soon_threadsafe(self.loop.call_later, delay, fire)
+
+    def start_here(self) -> None:
+        """Start the sender task; must run on the loop."""
+        if self._task is not None:
+            return
+        self._loop_thread = threading.get_ident()
+        self._wakeup = asyncio.Event()
+        self._client = httpx.AsyncClient(limits=_client_limits())
+        self._task = self.loop.create_task(self._run(), name="eagerstep-checkpoint")
+
+    def _wake_here(self, checkpointer: RunCheckpointer) -> None:
+        self.start_here()
+        assert self._wakeup is not None
+        self._ready.append(checkpointer)
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._ready:
+                self._spawn(self._ready.popleft())
+            if self._stopping:
+                return
+
+    def _spawn(self, checkpointer: RunCheckpointer, timer: int = 0) -> None:
+        if self._client is None:
+            self.start_here()
+        task = self.loop.create_task(self._flush(checkpointer, timer))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, checkpointer: RunCheckpointer, timer: int) -> None:
+        retry = False
+        try:
+            while True:
+                job = checkpointer._next_job(retry=retry, timer=timer)
+                timer = 0
+                if job is None:
+                    return
+                outcome, detail = await self._post(job)
+                if outcome == _AUTH and checkpointer._use_fallback_key():
+                    job.use_fallback = True
+                    outcome, detail = await self._post(job)
+                if outcome == _AUTH:
+                    outcome = _FATAL
+                delay = checkpointer._finish(job, outcome, detail)
+                if delay is not None:
+                    await asyncio.sleep(delay)
+                    retry = True
+                elif checkpointer._more():
+                    retry = False
+                else:
+                    return
+        except Exception:
+            logger.exception("checkpoint sender: unexpected error")
+
+    async def _post(self, job: _Job) -> tuple[str, str]:
+        assert self._client is not None
+        try:
+            body = job.target.body(job.ops)
+        except (TypeError, ValueError) as exc:
+            return _FATAL, f"a step output is not JSON: {exc}"
+        try:
+            response = await self._client.post(
+                job.target.url,
+                content=body,
+                headers=job.target.headers(job.use_fallback),
+                timeout=httpx.Timeout(job.timeout),
+            )
+        except httpx.TimeoutException:
+            return _RETRY, "timed out"
+        except httpx.HTTPError as exc:
+            return _RETRY, f"{type(exc).__name__}: {exc}"
+        return _classify(response.status_code), f"HTTP {response.status_code}"
+
+    async def stop(self, timeout: float) -> None:
+        """Let flushes in flight finish (within ``timeout``), then stop the task and the client."""
+        self._stopping = True
+        if self._flushes:
+            await asyncio.wait(set(self._flushes), timeout=timeout)
+        for task in list(self._flushes):
+            task.cancel()
+        if self._task is not None and self._wakeup is not None:
+            self._wakeup.set()
+            try:
+                await asyncio.wait_for(self._task, timeout=1.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        if self._client is not None:
+            await self._client.aclose()
+
+
+# ------------------------------------------------------------------------------------------------
+# Process-wide state (fork-safe)
+
+_state_lock = threading.Lock()
+_thread: _ThreadSender | None = None
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSender] = weakref.WeakKeyDictionary()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's sender thread does not exist here, and its locks may be held: start afresh.
+    global _state_lock, _thread, _loops
+    _state_lock = threading.Lock()
+    _thread = None
+    _loops = weakref.WeakKeyDictionary()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _thread_sender() -> _ThreadSender:
+    global _thread
+    sender = _thread
+    if sender is not None and sender.pid == os.getpid():
+        return sender
+    with _state_lock:
+        if _thread is None or _thread.pid != os.getpid():
+            _thread = _ThreadSender()
+        return _thread
+
+
+def _loop_sender(loop: asyncio.AbstractEventLoop) -> _LoopSender:
+    sender = _loops.get(loop)
+    if sender is not None and sender.pid == os.getpid():
+        return sender
+    with _state_lock:
+        sender = _loops.get(loop)
+        if sender is None or sender.pid != os.getpid():
+            sender = _loops[loop] = _LoopSender(loop)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        sender.start_here()
+    return sender
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Stop the process's sender thread after the flushes it has (within ``timeout``).
+
+    For adapters at process exit; a later checkpoint starts a new sender.
+    """
+    global _thread
+    with _state_lock:
+        sender, _thread = _thread, None
+    if sender is not None and sender.pid == os.getpid():
+        sender.stop(timeout)
+
+
+async def shutdown_async(timeout: float = 5.0) -> None:
+    """Stop the running loop's sender task after its flushes in flight (within ``timeout``)."""
+    loop = asyncio.get_running_loop()
+    with _state_lock:
+        sender = _loops.pop(loop, None)
+    if sender is not None and sender.pid == os.getpid():
+        await sender.stop(timeout)

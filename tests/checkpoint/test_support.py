@@ -153,8 +153,8 @@ def test_wire_samples_round_trip(orchestrator: RecordingOrchestrator) -> None:
             assert reply.status_code == 200 and reply.content == b""
     stored = orchestrator.stored_steps(recorded.ctx.run_id)
     assert stored == {hash_step_id(f"s{i}"): {"i": i} for i in range(10)}
-    reply = Response(lines[12]["status"], dict(lines[12]["headers"]), lines[12]["body_raw"].encode())
-    assert parse_ops(reply) == [{"op": "RunComplete", "id": hash_step_id("complete"), "data": {"total": 45}}]
+    sdk_reply = Response(lines[12]["status"], dict(lines[12]["headers"]), lines[12]["body_raw"].encode())
+    assert parse_ops(sdk_reply) == [{"op": "RunComplete", "id": hash_step_id("complete"), "data": {"total": 45}}]
 
 
 class _ToySDK:

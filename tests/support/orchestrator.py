@@ -54,7 +54,8 @@ class Fault:
 
     ``status``: answer with this status (None: after ``delay``, answer normally). ``delay``: wait
     this long first (seconds). ``drop``: close the connection without answering. ``times``: how many
-    requests it applies to (None: all). ``method``: only for this method.
+    requests it applies to (None: all). ``method``: only for this method. ``gate``: hold matching
+    requests until it is set (see :meth:`RecordingOrchestrator.hold`; at most ``gate_timeout`` s).
     """
 
     prefix: str
@@ -64,6 +65,8 @@ class Fault:
     drop: bool = False
     body: bytes | None = None
     method: str | None = None
+    gate: threading.Event | None = None
+    gate_timeout: float = 10.0
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -242,6 +245,17 @@ class RecordingOrchestrator:
         """Answer requests under ``prefix`` normally, but only after ``seconds``."""
         return self.fail(prefix, status=None, delay=seconds, times=times)
 
+    def hold(self, prefix: str, *, times: int | None = None, timeout: float = 10.0) -> threading.Event:
+        """Hold requests under ``prefix`` (then answer normally) until the returned event is set.
+
+        Lets a test act while a request is in flight without guessing at timing.
+        """
+        gate = threading.Event()
+        fault = Fault(prefix, status=None, times=times, gate=gate, gate_timeout=timeout)
+        with self._lock:
+            self.faults.append(fault)
+        return gate
+
     def clear_faults(self) -> None:
         with self._lock:
             self.faults.clear()
@@ -304,6 +318,19 @@ class RecordingOrchestrator:
         self.wait_for(done, timeout)
         return self.calls_to(prefix)
 
+    def received(self, prefix: str) -> int:
+        """How many requests under ``prefix`` arrived (answered or still being handled)."""
+        with self._lock:
+            return sum(1 for c in self.calls if c.path.startswith(prefix))
+
+    def wait_received(self, prefix: str, count: int, timeout: float = 5.0) -> bool:
+        """Wait until ``count`` requests under ``prefix`` arrived (answered or not)."""
+
+        def arrived() -> bool:
+            return sum(1 for c in self.calls if c.path.startswith(prefix)) >= count
+
+        return self.wait_for(arrived, timeout)
+
     def reset(self) -> None:
         """Forget calls, faults and state (the server keeps running)."""
         with self._lock:
@@ -337,11 +364,18 @@ class RecordingOrchestrator:
         )
         with self._lock:
             self.calls.append(call)
+            self._changed.notify_all()
             fault = next((f for f in self.faults if f.matches(call.method, path)), None)
             if fault is not None:
                 fault.hits += 1
         try:
             if fault is not None:
+                if fault.gate is not None:
+                    deadline = time.monotonic() + fault.gate_timeout
+                    while not fault.gate.wait(0.02):
+                        if self._stopping.is_set() or time.monotonic() > deadline:
+                            self._drop(handler, call)
+                            return
                 if fault.delay and self._stopping.wait(fault.delay):
                     self._drop(handler, call)
                     return
