@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 with warnings.catch_warnings():  # newer Starlette asks for httpx2; httpx is what every version supports
-    warnings.filterwarnings("ignore", message=".*httpx.*starlette.testclient", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*httpx.*starlette.testclient")
     from fastapi.testclient import TestClient
 
 from eagerstep.core.comm import Response
