@@ -23,6 +23,7 @@ push order, so the caller can return it in the 206 reply: a completed step is ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -713,13 +714,21 @@ class _LoopSender(_Sender):
 
     async def _run(self) -> None:
         assert self._wakeup is not None
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._ready:
-                self._spawn(self._ready.popleft())
-            if self._stopping:
-                return
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._ready:
+                    self._spawn(self._ready.popleft())
+                if self._stopping:
+                    return
+        finally:
+            if not self._stopping:
+                # cancelled: the loop is ending (asyncio.run), so this sender ends with it
+                _forget_loop(self.loop, self)
+                if self._client is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._client.aclose())
 
     def _spawn(self, checkpointer: RunCheckpointer, timer: int = 0) -> None:
         if self._client is None:
@@ -807,6 +816,12 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _forget_loop(loop: asyncio.AbstractEventLoop, sender: _LoopSender) -> None:
+    with _state_lock:
+        if _loops.get(loop) is sender:
+            del _loops[loop]
 
 
 def _thread_sender() -> _ThreadSender:
