@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -118,19 +119,18 @@ def parse_checkpointing(value: object) -> Checkpointing | None:
             return None
         raise ConfigurationError(f"CHECKPOINTING has the value {value!r}; use true, false or a mapping")
     if isinstance(value, Mapping):
+        durations = {f.name for f in dataclasses.fields(Checkpointing) if "timedelta" in str(f.type)}
         fields: dict[str, Any] = {}
         for key, item in value.items():
             name = str(key).lower()
-            if name in ("max_interval", "max_runtime") and isinstance(item, (int, float)):
+            if name in durations and isinstance(item, (int, float)) and not isinstance(item, bool):
                 item = timedelta(seconds=item)
             fields[name] = item
         try:
             return Checkpointing(**fields)
-        except TypeError as exc:
-            raise ConfigurationError(
-                f"CHECKPOINTING: {exc}; valid keys are buffered_steps, max_interval, max_runtime, "
-                "max_unflushed_steps"
-            ) from exc
+        except (TypeError, ValueError) as exc:
+            valid = ", ".join(f.name for f in dataclasses.fields(Checkpointing))
+            raise ConfigurationError(f"CHECKPOINTING: {exc}; valid keys are {valid}") from exc
     raise ConfigurationError(
         f"CHECKPOINTING must be True, False, eagerstep.Checkpointing(...) or a mapping, not {value!r}"
     )

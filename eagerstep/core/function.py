@@ -73,8 +73,17 @@ Trigger = Event | Cron
 _M = TypeVar("_M", bound=BaseModel)
 
 
+_DURATION_FIELDS = frozenset({"period", "timeout", "start", "finish"})
+
+
 def _durations_to_text(value: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: duration_text(v) if isinstance(v, timedelta) else v for k, v in value.items()}
+    """timedelta values become Go-style strings; duration strings are checked."""
+    return {
+        k: duration_text(v)
+        if isinstance(v, timedelta) or (k in _DURATION_FIELDS and isinstance(v, str))
+        else v
+        for k, v in value.items()
+    }
 
 
 def _option(model: type[_M], value: Any, option: str, aliases: Mapping[str, str] | None = None) -> _M | None:
