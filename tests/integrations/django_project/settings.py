@@ -11,6 +11,9 @@ ALLOWED_HOSTS = ["*"]
 USE_TZ = True
 ROOT_URLCONF = "tests.integrations.django_project.urls"
 INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
     "eagerstep.integrations.django",
     "tests.integrations.django_project.testapp",
     "tests.integrations.django_project.otherapp",

@@ -8,3 +8,14 @@ client = eagerstep.Client(app_id="testapp")
 @client.function(id="discovered", trigger=eagerstep.Event("testapp/hello"))
 def discovered(ctx: eagerstep.Context) -> str:
     return "hello"
+
+
+@client.function(id="db-check", trigger=eagerstep.Event("testapp/db"), checkpointing=False)
+def db_check(ctx: eagerstep.Context) -> bool:
+    """True when this pool thread starts with no open database connection (closed around each job)."""
+    from django.db import connection
+
+    was_closed = connection.connection is None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return was_closed
