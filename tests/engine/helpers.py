@@ -18,7 +18,7 @@ FINAL = ("Completed", "Failed", "Cancelled")
 def wsgi_app_server(app: Any) -> Iterator[str]:
     """Serve a WSGI app on 127.0.0.1 (free port) in a thread; yield its origin."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
