@@ -1,0 +1,94 @@
+"""The engine runs a ten-step function served by the official Inngest TypeScript SDK (npm ``inngest``,
+checkpointing on by default): one call request, steps arriving through the checkpoint API."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eagerstep.core import protocol
+from eagerstep.engine import EngineServer
+from tests.engine.helpers import EngineClient, wait_for
+
+pytestmark = [pytest.mark.compat, pytest.mark.engine, pytest.mark.node, pytest.mark.timeout(120)]
+
+APP_DIR = Path(__file__).parent / "ts_app"
+
+
+def _install() -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the TypeScript SDK test")
+    if (APP_DIR / "node_modules" / "inngest").is_dir() and (APP_DIR / "node_modules" / "express").is_dir():
+        return
+    try:
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=APP_DIR,
+            check=True,
+            timeout=100,
+            capture_output=True,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"npm install of the TypeScript SDK failed: {exc}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ts_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngineClient, str]]:
+    _install()
+    db = tmp_path_factory.mktemp("ts") / "engine.db"
+    with EngineServer(db) as engine:
+        port = _free_port()
+        proc = subprocess.Popen(
+            ["node", "app.js", str(port), engine.url],
+            cwd=APP_DIR,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        origin = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(origin + "/api/inngest", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            wait_for(up, timeout=30, interval=0.1)
+            api = EngineClient(engine.url)
+            reply = api.sync(origin + "/api/inngest")
+            assert reply["app_status"] == 200, reply
+            yield api, origin
+            api.close()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_ten_step_checkpointed_run(ts_app: tuple[EngineClient, str]) -> None:
+    api, _ = ts_app
+    run = api.wait_run(api.send("ts/run", {"n": 3}), timeout=30)
+    assert run["status"] == "Completed", run
+    assert run["output"] == {"total": 45, "n": 3}
+    assert [s["name"] for s in run["steps"]] == [f"s{i}" for i in range(10)]
+    assert [s["id"] for s in run["steps"]] == [protocol.hash_step_id(f"s{i}") for i in range(10)]
+    assert [s["output"] for s in run["steps"]] == list(range(10))
+
+
+def test_several_runs(ts_app: tuple[EngineClient, str]) -> None:
+    api, _ = ts_app
+    ids = [api.send("ts/run", {"n": i}) for i in range(5)]
+    for i, event_id in enumerate(ids):
+        run = api.wait_run(event_id, timeout=30)
+        assert run["status"] == "Completed" and run["output"] == {"total": 45, "n": i}

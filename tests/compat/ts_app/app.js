@@ -1,0 +1,24 @@
+// A ten-step function served by the official Inngest TypeScript SDK (checkpointing is on by default in v4).
+// Usage: node app.js <port> <engine url>
+const express = require("express");
+const { Inngest } = require("inngest");
+const { serve } = require("inngest/express");
+
+const [port, engineUrl] = [Number(process.argv[2]), process.argv[3]];
+const inngest = new Inngest({ id: "ts-compat", baseUrl: engineUrl, isDev: true });
+
+const tenSteps = inngest.createFunction(
+  { id: "ten-steps", retries: 1, triggers: [{ event: "ts/run" }] },
+  async ({ event, step }) => {
+    let total = 0;
+    for (let i = 0; i < 10; i++) {
+      total += await step.run(`s${i}`, () => i);
+    }
+    return { total, n: event.data.n };
+  },
+);
+
+const app = express();
+app.use(express.json({ limit: "10mb" }));
+app.use("/api/inngest", serve({ client: inngest, functions: [tenSteps] }));
+app.listen(port, "127.0.0.1", () => console.log(`ready ${port}`));
