@@ -11,10 +11,10 @@ import pytest
 if importlib.util.find_spec("fastapi") is None:
     pytest.skip("needs fastapi", allow_module_level=True)
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException
 
 import eagerstep
-from eagerstep.integrations.fastapi import EagerStepMiddleware, get_client, lifespan, router
+from eagerstep.integrations.fastapi import ClientDep, EagerStepMiddleware, lifespan, router
 from tests.http import functions
 from tests.http.conftest import dev_settings
 from tests.support.orchestrator import RecordingOrchestrator
@@ -35,11 +35,11 @@ def settings(orchestrator: RecordingOrchestrator) -> Any:
 
 def add_routes(app: FastAPI) -> None:
     @app.get("/whoami")
-    def whoami(client: eagerstep.Client = Depends(get_client)) -> dict[str, str]:
+    def whoami(client: ClientDep) -> dict[str, str]:
         return {"app_id": client.app_id}
 
     @app.post("/orders/{mode}")
-    async def order(mode: str, client: eagerstep.Client = Depends(get_client)) -> dict[str, Any]:
+    async def order(mode: str, client: ClientDep) -> dict[str, Any]:
         ids = await client.send_async({"name": "shop/order.created", "data": {"mode": mode}})
         if mode == "fail":
             raise HTTPException(409, "conflict")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import fastapi.routing
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response as FastAPIResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -99,6 +99,10 @@ def get_client(request: Request) -> Client:
     )
 
 
+ClientDep = Annotated[Client, Depends(get_client)]
+"""``def route(client: ClientDep)``: the same as ``client: Client = Depends(get_client)``."""
+
+
 class EagerStepMiddleware:
     """Request-scoped client for ``get_client``; with ``defer_events=True``, events sent during a request
     go out only after a successful response (status < 400) and are dropped otherwise."""
@@ -136,4 +140,4 @@ class EagerStepMiddleware:
             deferred.close_scope(token)
 
 
-__all__ = ["EagerStepMiddleware", "get_client", "lifespan", "router", "shutdown"]
+__all__ = ["ClientDep", "EagerStepMiddleware", "get_client", "lifespan", "router", "shutdown"]
