@@ -404,6 +404,7 @@ class RecordingOrchestrator:
         self._notify(call, 0)
 
     def _reply(self, handler: _Handler, call: RecordedCall, status: int, body: bytes) -> None:
+        self._notify(call, status)  # before the client can see the answer
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(body)))
@@ -411,7 +412,6 @@ class RecordingOrchestrator:
         handler.end_headers()
         handler.wfile.write(body)
         handler.wfile.flush()
-        self._notify(call, status)
 
     def _notify(self, call: RecordedCall, status: int) -> None:
         with self._changed:
