@@ -31,8 +31,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 ## The oldest supported framework versions (what CI runs besides `make test`).
+# With pyenv, make every installed 3.10-3.13 interpreter visible to tox as python3.X.
+PYENVS = $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare | grep -E '^3\.1[0-3]\.[0-9]+$$' | paste -sd: -)
+
 tox-oldest: $(STAMP)
-	$(BIN)/tox -e django42-py310,flask23-py310,fastapi0100-py310
+	PYENV_VERSION="$(PYENVS)" $(BIN)/tox -e django42-py310,flask23-py310,fastapi0100-py310
 
 clean:
 	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache
