@@ -18,7 +18,7 @@ def get_client() -> Client:
 
 def get_functions() -> list[Function[Any]]:
     """The functions served: ``EAGERSTEP["FUNCTIONS"]`` or each installed app's ``durable.py``."""
-    from eagerstep.integrations.django.conf import get_functions
+    from eagerstep.integrations.django.discovery import get_functions
 
     return get_functions()
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import cached_property
-from importlib import import_module
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -21,7 +18,6 @@ from eagerstep.integrations._common import DEFAULT_MAX_BODY_BYTES
 if TYPE_CHECKING:
     from eagerstep.core.client import Client
     from eagerstep.core.comm import CommHandler
-    from eagerstep.core.function import Function
 
 T = TypeVar("T")
 CLIENT_KEYS = (
@@ -108,61 +104,13 @@ def _origin() -> str:
     return str(eagerstep_settings.CLIENT or f"APP_ID={eagerstep_settings.APP_ID}")
 
 
-def durable_modules() -> list[str]:
-    """Modules to take functions from: the FUNCTIONS list, or ``<app>.<DURABLE_MODULE>`` that exist."""
-    explicit = eagerstep_settings.FUNCTIONS
-    if explicit is not None:
-        return list(explicit)
-    name = eagerstep_settings.DURABLE_MODULE
-    found = []
-    for config in apps.get_app_configs():
-        path = f"{config.name}.{name}"
-        try:
-            import_module(path)
-        except ModuleNotFoundError as error:
-            if error.name == path:
-                continue  # this app has no durable module
-            raise
-        found.append(path)
-    return found
-
-
-def _functions_in(target: object) -> list[Function[Any]]:
-    from eagerstep.core.function import Function
-
-    if isinstance(target, Function):
-        return [target]
-    if isinstance(target, ModuleType):
-        return [value for value in vars(target).values() if isinstance(value, Function)]
-    if isinstance(target, (list, tuple)):
-        return [item for item in target if isinstance(item, Function)]
-    return []
-
-
-def load_target(path: str) -> object:
-    """Import a dotted path that names a module, a function or a list of functions."""
-    try:
-        return import_module(path)
-    except ModuleNotFoundError as error:
-        if error.name != path:
-            raise
-    return import_string(path)
-
-
-def get_functions() -> list[Function[Any]]:
-    """Every function to serve, in discovery order, each once."""
-    seen: dict[int, Function[Any]] = {}
-    for path in durable_modules():
-        for function in _functions_in(load_target(path)):
-            seen.setdefault(id(function), function)
-    return list(seen.values())
-
-
 def get_handler() -> CommHandler:
     """The CommHandler serving this process's functions (built on first request)."""
     global _handler
     with _lock:
         if _handler is None:
+            from eagerstep.integrations.django.discovery import get_functions
+
             _handler = _handler_class()(
                 get_client(),
                 get_functions(),
