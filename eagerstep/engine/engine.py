@@ -236,6 +236,8 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._valid_auth: set[str] = set()
+        #: Counters since start (calls made to apps, checkpoint requests, events, finished runs).
+        self.stats: dict[str, int] = {"calls": 0, "checkpoints": 0, "events": 0, "runs_finished": 0}
         if self.signing_key:
             self._valid_auth = {self.signing_key}
             with contextlib.suppress(ValueError):
@@ -528,6 +530,7 @@ class Engine:
         if len(items) > 5000:
             raise EngineError("at most 5000 events per request")
         events = [self._normalise_event(item, index) for index, item in enumerate(items)]
+        self.stats["events"] += len(events)
         with self._tx():
             for event in events:
                 self._ingest(event)
@@ -702,6 +705,7 @@ class Engine:
         elif status == CANCELLED:
             self._emit(protocol.EVENT_FUNCTION_CANCELLED, dict(data))
         self._emit(protocol.EVENT_FUNCTION_FINISHED, data)
+        self.stats["runs_finished"] += 1
         event_id = run.events[0].get("id")
         for listener in self._listeners:
             try:
@@ -1047,6 +1051,7 @@ class Engine:
                 )
             return
         raw, headers = self._build_call(item, run, fn)
+        self.stats["calls"] += 1
         url = fn.call_url(item.payload["step_id"])
         started = self.clock.now()
         assert self.http is not None
@@ -1428,6 +1433,7 @@ class Engine:
 
     def checkpoint(self, run_id: str, raw: Any) -> None:
         """``POST /v1/checkpoint/{run_id}/async`` (protocol.md §6.3.1)."""
+        self.stats["checkpoints"] += 1
         try:
             request = protocol.CheckpointRequest.model_validate(raw)
         except ValidationError as exc:

@@ -77,6 +77,7 @@ class EngineApp:
             ("POST", r"/v1/dev/apps", self.sync_app),
             ("GET", r"/v1/dev/timers", self.list_timers),
             ("POST", r"/v1/dev/timers/fire", self.fire_timers),
+            ("GET", r"/v1/dev/stats", self.stats),
         ]
         self.routes = [(method, re.compile(pattern + "$"), handler) for method, pattern, handler in routes]
 
@@ -209,6 +210,9 @@ class EngineApp:
         except Exception as exc:
             return _json(502, {"error": f"could not reach {url}: {exc}", "status": 502})
         return _json(200 if status < 300 else 502, {"url": url, "app_status": status, "app_reply": reply})
+
+    async def stats(self, request: Request) -> Reply:
+        return _json(200, {"data": self.engine.stats})
 
     async def list_timers(self, request: Request) -> Reply:
         return _json(200, {"data": self.engine.pending_timers()})

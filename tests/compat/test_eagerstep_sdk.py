@@ -38,8 +38,15 @@ class Recorder:
 
 
 class Scenario:
-    def __init__(self, api: EngineClient, clock: ManualClock, rec: Recorder, prefix: str) -> None:
+    def __init__(
+        self, api: EngineClient, clock: ManualClock, rec: Recorder, prefix: str, checkpointing: bool
+    ) -> None:
         self.api, self.clock, self.rec, self.prefix = api, clock, rec, prefix
+        self.checkpointing = checkpointing
+
+    def stats(self) -> dict[str, int]:
+        data: dict[str, int] = self.api.http.get("/v1/dev/stats").json()["data"]
+        return data
 
     def send(self, name: str, data: dict[str, Any] | None = None) -> str:
         return self.api.send(f"{self.prefix}/{name}", data)
@@ -163,12 +170,20 @@ def scenario(request: pytest.FixtureRequest, engine: EngineServer, clock: Manual
         api = EngineClient(engine.url)
         reply = api.sync(origin + "/api/inngest")
         assert reply["app_status"] == 200, reply
-        yield Scenario(api, clock, rec, prefix)
+        yield Scenario(api, clock, rec, prefix, checkpointing)
         api.close()
 
 
 def test_multi_step(scenario: Scenario) -> None:
+    before = scenario.stats()
     run = scenario.api.wait_run(scenario.send("multi", {"n": 7}))
+    after = scenario.stats()
+    if scenario.checkpointing:  # one call request; steps travel as checkpoints or in the final 206
+        assert after["calls"] - before["calls"] == 1
+        assert after["checkpoints"] - before["checkpoints"] <= 3  # fast steps may ride in the reply
+    else:  # one call per step, plus the final one
+        assert after["calls"] - before["calls"] == 4
+        assert after["checkpoints"] == before["checkpoints"]
     assert run["status"] == "Completed", run
     assert run["output"] == {"a": 1, "c": {"b": 2, "n": 7}}
     assert [s["name"] for s in run["steps"]] == ["a", "b", "c"]
