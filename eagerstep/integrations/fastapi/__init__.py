@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -63,7 +64,9 @@ def router(
     if _MERGES_LIFESPANS:
         api_router = APIRouter(lifespan=router_lifespan)
     else:  # FastAPI < 0.112 ignores an included router's lifespan but keeps its shutdown handlers
-        api_router = APIRouter(on_shutdown=[shutdown])
+        with warnings.catch_warnings():  # Starlette deprecates these, but the old versions have nothing else
+            warnings.simplefilter("ignore", DeprecationWarning)
+            api_router = APIRouter(on_shutdown=[shutdown])
 
     @api_router.api_route("", methods=METHODS, include_in_schema=False)
     async def serve(request: Request) -> FastAPIResponse:
