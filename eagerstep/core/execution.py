@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import json.encoder
 import logging
+import math
 import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from json.scanner import make_scanner
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import BaseModel, TypeAdapter
@@ -140,11 +143,39 @@ def _restore(data: Any, output_type: Any, fn: Callable[..., Any] | None) -> Any:
     return data
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The step path encodes and decodes small JSON on every step: use the C encoder and scanner
+# directly (same output as protocol.dumps / json.loads, minus per-call setup).
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_c_encoder = (
+    _c_make_encoder(None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    if _c_make_encoder is not None
+    else None
+)
+_scan = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _dumps(value: Any) -> str:
+    if _c_encoder is None:  # pragma: no cover - CPython always has the C encoder
+        return protocol.dumps(value)
+    return "".join(_c_encoder(value, 0))
+
+
+def _loads(text: str) -> Any:
+    return _scan(text, 0)[0]
+
+
+_IMMUTABLE = (str, int, bool, type(None))
+
+
 def serialise(value: Any) -> str:
     """Compact JSON of a step output or a function result; pydantic models and friends allowed."""
     try:
-        return protocol.dumps(value)
-    except (TypeError, ValueError):
+        return _dumps(value)
+    except (TypeError, ValueError, RecursionError):
         pass
     try:
         return protocol.dumps(to_jsonable_python(value))
@@ -362,21 +393,28 @@ class RunState:
         fn: Callable[..., Any] | None = None,
         output_type: Any = None,
     ) -> tuple[Any, dict[str, Any]]:
-        try:
-            text = serialise(out)
-        except OutputSerializationError as exc:
-            self.run_failed(hashed, step_id, index, exc)
-        data = json.loads(text)
+        kind = type(out)
+        if kind in _IMMUTABLE or (kind is float and math.isfinite(out)):
+            # Immutable JSON scalars: what is recorded is what the code gets; nothing to encode.
+            text = None
+            data = out
+        else:
+            try:
+                text = serialise(out)
+            except OutputSerializationError as exc:
+                self.run_failed(hashed, step_id, index, exc)
+            data = _loads(text)
         op = protocol.step_run_op(
             hashed, step_id, data, start_ns=start_ns, duration_ns=duration_ns, index=index
         )
         if not checkpointed:
             raise _Interrupt(Outcome(206, ops=[op]))
-        if isinstance(out, BaseModel) and output_type is None:
-            return out, op
         if output_type is None and (fn is None or _return_model(fn) is None):
-            return json.loads(text), op
-        return _restore(json.loads(text), output_type, fn), op
+            if isinstance(out, BaseModel):
+                return out, op
+            # The code gets its own copy, as a replay would: later mutation cannot touch the record.
+            return (out if text is None else _loads(text)), op
+        return _restore(data if text is None else _loads(text), output_type, fn), op
 
     def run_failed(self, hashed: str, step_id: str, index: int, exc: BaseException) -> NoReturn:
         final = self._is_final(exc)
@@ -452,7 +490,7 @@ class RunState:
         except OutputSerializationError as exc:
             return self.function_failed(exc)
         if self.pushed:
-            return Outcome(206, ops=[protocol.run_complete_op(json.loads(text))], checkpoint="settle")
+            return Outcome(206, ops=[protocol.run_complete_op(_loads(text))], checkpoint="settle")
         return Outcome(200, body=text.encode())
 
     def function_failed(self, exc: BaseException) -> Outcome:

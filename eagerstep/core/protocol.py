@@ -483,6 +483,9 @@ def parse_register_request(raw: Any) -> RegisterRequest:
 # Op builders (plain dicts: cheap on the hot path)
 
 
+_STEP_RUN = Opcode.STEP_RUN.value  # enum attribute access is slow on the per-step path
+
+
 def step_run_op(
     hashed_id: str,
     user_id: str,
@@ -497,7 +500,7 @@ def step_run_op(
     if index:
         userland["index"] = index
     op: dict[str, Any] = {
-        "op": Opcode.STEP_RUN.value,
+        "op": _STEP_RUN,
         "id": hashed_id,
         "name": user_id,
         "displayName": display_name or user_id,
