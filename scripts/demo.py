@@ -83,7 +83,7 @@ class Child:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: Ctrl-C reaches only us, we stop it
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
+            preexec_fn=_die_with_parent,  # only sets the parent-death signal
         )
         self.pid = self.proc.pid
 
@@ -96,10 +96,8 @@ class Child:
             if self.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.pid, signal.SIGTERM)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    pass
             # Anything left in the group (the leader or a grandchild) is killed outright.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
@@ -161,7 +159,8 @@ def start_listening_child(
         child = Child(name, make_argv(port), env=env, cwd=ROOT, log=workdir / f"{name}.{attempt}.log")
         origin = f"http://{HOST}:{port}"
         try:
-            wait_until(f"{name} answering on {origin}", lambda: answers(origin + health_path), START_TIMEOUT, child)
+            health = origin + health_path
+            wait_until(f"{name} answering on {origin}", lambda: answers(health), START_TIMEOUT, child)  # noqa: B023
             return child, origin
         except DemoError as error:
             child.stop()
@@ -289,7 +288,8 @@ def report(results: dict[str, list[Measured]], out: Callable[[str], None]) -> No
     out(f"  {'event -> completed, median (ms)':<34}{med_std:>14.1f}{med_ckp:>16.1f}")
     best_std, best_ckp = min(m.latency_ms for m in std), min(m.latency_ms for m in ckp)
     out(f"  {'event -> completed, best (ms)':<34}{best_std:>14.1f}{best_ckp:>16.1f}")
-    out(f"  {'SDK requests per run':<34}{_count([m.calls for m in std]):>14}{_count([m.calls for m in ckp]):>16}")
+    calls = _count([m.calls for m in std]), _count([m.calls for m in ckp])
+    out(f"  {'SDK requests per run':<34}{calls[0]:>14}{calls[1]:>16}")
     out(
         f"  {'checkpoint calls per run':<34}{_count([m.checkpoints for m in std]):>14}"
         f"{_count([m.checkpoints for m in ckp]):>16}"
@@ -342,8 +342,18 @@ def demo(runs: int, out: Callable[[str], None]) -> None:
         engine_child, engine_url = start_listening_child(
             "engine",
             lambda port: [
-                sys.executable, "-m", "eagerstep", "dev", "--host", HOST, "--port", str(port),
-                "--db", str(workdir / "dev.db"), "--log-level", "warning",
+                sys.executable,
+                "-m",
+                "eagerstep",
+                "dev",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--db",
+                str(workdir / "dev.db"),
+                "--log-level",
+                "warning",
             ],
             "/health",
             env=child_env(),
@@ -354,8 +364,19 @@ def demo(runs: int, out: Callable[[str], None]) -> None:
         app_child, app_url = start_listening_child(
             "app",
             lambda port: [
-                sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(APP_DIR),
-                "--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "main:app",
+                "--app-dir",
+                str(APP_DIR),
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
             ],
             "/api/inngest",
             env=child_env(INNGEST_DEV=engine_url),
