@@ -585,7 +585,12 @@ class CommHandler:
         failure = self._load_state_sync(state, settings)
         if failure is not None:
             return failure
-        outcome = execution.run_sync(state)
+        try:
+            outcome = execution.run_sync(state)
+        except BaseException:
+            if state.checkpointer is not None:
+                state.checkpointer.close()
+            raise
         return execution.finish(state, outcome)
 
     async def _execute_async(self, prepared: _Prepared) -> Response:
@@ -600,10 +605,15 @@ class CommHandler:
         failure = await self._load_state_async(state, settings)
         if failure is not None:
             return failure
-        if state.function.is_async:
-            outcome = await execution.run_async(state)
-        else:
-            outcome = await self._in_pool(loop, execution.run_sync, state)
+        try:
+            if state.function.is_async:
+                outcome = await execution.run_async(state)
+            else:
+                outcome = await self._in_pool(loop, execution.run_sync, state)
+        except BaseException:  # cancelled (client gone, shutdown): stop the checkpointer's timers
+            if state.checkpointer is not None:
+                state.checkpointer.close()
+            raise
         return await execution.finish_async(state, outcome)
 
     # -- use_api: state too large to inline --------------------------------------------------

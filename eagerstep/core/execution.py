@@ -512,9 +512,18 @@ class RunState:
 # Running a function
 
 
+def _event(raw: dict[str, Any]) -> protocol.WireEvent:
+    fields = {"name": "", **raw}
+    if not isinstance(fields.get("data"), dict):
+        fields["data"] = {}
+    if not isinstance(fields.get("name"), str):
+        fields["name"] = str(fields["name"])
+    return protocol.WireEvent.model_validate(fields)
+
+
 def _events(call: protocol.CallRequest) -> tuple[protocol.WireEvent, list[protocol.WireEvent]]:
-    event = protocol.WireEvent.model_validate({"name": "", **call.event})
-    events = [protocol.WireEvent.model_validate({"name": "", **e}) for e in call.events] or [event]
+    event = _event(call.event)
+    events = [_event(e) for e in call.events if isinstance(e, dict)] or [event]
     return event, events
 
 
