@@ -154,7 +154,9 @@ def test_wire_samples_round_trip(orchestrator: RecordingOrchestrator) -> None:
     stored = orchestrator.stored_steps(recorded.ctx.run_id)
     assert stored == {hash_step_id(f"s{i}"): {"i": i} for i in range(10)}
     sdk_reply = Response(lines[12]["status"], dict(lines[12]["headers"]), lines[12]["body_raw"].encode())
-    assert parse_ops(sdk_reply) == [{"op": "RunComplete", "id": hash_step_id("complete"), "data": {"total": 45}}]
+    assert parse_ops(sdk_reply) == [
+        {"op": "RunComplete", "id": hash_step_id("complete"), "data": {"total": 45}}
+    ]
 
 
 class _ToySDK:
