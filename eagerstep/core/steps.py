@@ -311,7 +311,7 @@ class AsyncStep(_StepBase):
         )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def parallel(self, callables: Sequence[Callable[[], Awaitable[T]]]) -> tuple[T, ...]:
+    async def parallel(self, callables: Sequence[Callable[[], Awaitable[T] | T]]) -> tuple[T, ...]:
         """``await ctx.step.parallel([lambda: ctx.step.run(...), ...])``."""
         st = self._state
         st.enter_parallel()
@@ -321,7 +321,8 @@ class AsyncStep(_StepBase):
         try:
             for item in callables:
                 try:
-                    results.append(await item())
+                    result = item()
+                    results.append(await result if inspect.isawaitable(result) else result)
                 except _Planned as p:
                     planned.append(p.op)
                 except _Skipped:

@@ -648,3 +648,62 @@ def test_async_function_under_sync_handle() -> None:
     assert ops[0]["data"] == 3
     _, body = call(handler, "shop-g", steps={h("a"): {"data": 3}})
     assert body == 3
+
+
+async def test_async_flavour_op_shapes(orchestrator: RecordingOrchestrator) -> None:
+    client = make(event_api_base_url=orchestrator.url)
+
+    @client.function(id="g", trigger=eagerstep.Event("e"))
+    async def g(ctx: eagerstep.AsyncContext) -> Any:
+        ids = await ctx.step.send_event("notify", {"name": "n"})
+        await ctx.step.sleep_until("until", "2030-01-01T00:00:00Z")
+        pair = await ctx.step.parallel([lambda: ctx.step.run("a", lambda: 1), lambda: "plain"])
+        got = await ctx.step.wait_for_event("w", event="x", timeout=timedelta(seconds=5))
+        res = await ctx.step.invoke("i", function="shop-g", data={"n": 1})
+        return {"ids": ids, "pair": list(pair), "got": got, "res": res}
+
+    handler = CommHandler(client, [g], framework="test")
+    _, ops = await call_async(handler, "shop-g")
+    assert ops[0]["op"] == "StepRun" and len(ops[0]["data"]["ids"]) == 1
+    memos: dict[str, Any] = {h("notify"): {"data": ops[0]["data"]}}
+    _, ops = await call_async(handler, "shop-g", steps=memos)
+    assert ops[0]["opts"] == {"duration": "2030-01-01T00:00:00.000Z"}
+    memos[h("until")] = None
+    _, ops = await call_async(handler, "shop-g", steps=memos)
+    assert [o["op"] for o in ops] == ["StepPlanned"]
+    memos[h("a")] = {"data": 1}
+    _, ops = await call_async(handler, "shop-g", steps=memos)
+    assert ops[0]["op"] == "WaitForEvent" and ops[0]["opts"] == {"event": "x", "timeout": "5s"}
+    memos[h("w")] = None
+    _, ops = await call_async(handler, "shop-g", steps=memos)
+    assert ops[0]["opts"] == {"function_id": "shop-g", "payload": {"data": {"n": 1}}}
+    memos[h("i")] = {"data": "child result"}
+    response, body = await call_async(handler, "shop-g", steps=memos)
+    assert response.status == 200
+    assert body == {
+        "ids": memos[h("notify")]["data"]["ids"],
+        "pair": [1, "plain"],
+        "got": None,
+        "res": "child result",
+    }
+
+
+def test_invalid_step_arguments_are_usage_errors() -> None:
+    client = make()
+
+    @client.function(id="f", trigger=eagerstep.Event("e"))
+    def f(ctx: eagerstep.Context) -> Any:
+        which = ctx.event.data["which"]
+        if which == "id":
+            ctx.step.run("", lambda: 1)
+        if which == "duration":
+            ctx.step.sleep("s", "soon")
+        if which == "date":
+            ctx.step.sleep_until("s", "tomorrow")
+        return None
+
+    handler = CommHandler(client, [f], framework="test")
+    for which in ("id", "duration", "date"):
+        response, body = call(handler, "shop-f", event=wire_event("e", {"which": which}))
+        assert response.status == 400, which
+        assert body["name"] == "StepUsageError"
