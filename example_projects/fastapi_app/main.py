@@ -86,6 +86,8 @@ async def answer_ticket(ctx: eagerstep.AsyncContext) -> dict[str, Any]:
         started = time.perf_counter()
         await fake_model(text, scale=2.0)
         body = f"Hello! About your {topic} question: see {', '.join(documents)}."
+        if "refund" in text.lower():
+            body += " We have passed your refund request on."
         return {"text": body, "ms": timed(started)}
 
     classified = await ctx.step.run("classify", classify)
@@ -97,7 +99,7 @@ async def answer_ticket(ctx: eagerstep.AsyncContext) -> dict[str, Any]:
     if not policy["ok"]:
         return {"ticket_id": ticket_id, "status": "escalated", "flags": policy["flags"]}
 
-    # A human approves (or rejects) the draft: POST /tickets/{ticket_id}/approve.
+    # A human approves (or rejects) the draft: POST /tickets/{ticket_id}/review.
     decision = await ctx.step.wait_for_event(
         "wait-for-approval",
         event="support/reply.reviewed",

@@ -1,0 +1,212 @@
+"""Fixtures for the example projects' tests: `eagerstep dev` and each app as real processes on loopback.
+
+Every example is tested end to end the way a user runs it: the engine (``python -m eagerstep dev``)
+and the app's own server in child processes, real HTTP between them, bounded waits, and each child's
+whole process group stopped at teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+HOST = "127.0.0.1"
+FINAL = ("Completed", "Failed", "Cancelled")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0, server: Server | None = None) -> Any:
+    """Poll ``check`` until it returns something truthy; fail (with the server's log) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if server is not None and server.proc.poll() is not None:
+            raise AssertionError(f"{server.name} exited ({server.proc.returncode}):\n{server.log_tail()}")
+        if time.monotonic() > deadline:
+            detail = f"\n{server.log_tail()}" if server is not None else ""
+            raise AssertionError(f"{what}: not within {timeout}s{detail}")
+        time.sleep(0.02)
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class Server:
+    """A child process serving HTTP on a free loopback port, in its own process group."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Callable[[int], Sequence[str]],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        log_dir: Path,
+        health_path: str = "/",
+        timeout: float = 30.0,
+    ) -> None:
+        self.name = name
+        for attempt in range(3):  # a lost race for the free port makes the child exit: try another
+            self.port = free_port()
+            self.url = f"http://{HOST}:{self.port}"
+            self.log = log_dir / f"{name}-{attempt}.log"
+            with open(self.log, "wb") as log:
+                self.proc = subprocess.Popen(
+                    list(argv(self.port)),
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            try:
+                wait_for(f"{name} answering", lambda: answers(self.url + health_path), timeout, self)
+                return
+            except AssertionError:
+                self.stop()
+                if attempt == 2:
+                    raise
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout)
+
+
+class Engine:
+    """`eagerstep dev` in a child process, and the bits of its API the tests use."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.server = Server(
+            "engine",
+            lambda port: [
+                sys.executable, "-m", "eagerstep", "dev", "--host", HOST, "--port", str(port),
+                "--db", str(tmp / "dev.db"), "--retry-interval", "0.05", "--log-level", "warning",
+            ],
+            cwd=tmp,
+            env=clean_env(),
+            log_dir=tmp,
+            health_path="/health",
+        )  # fmt: skip
+        self.url = self.server.url
+        self.http = httpx.Client(base_url=self.url, timeout=10.0)
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.stop()
+
+    def sync(self, app_url: str) -> list[str]:
+        reply = self.http.post("/v1/dev/apps", json={"url": app_url})
+        assert reply.status_code == 200, reply.text
+        apps = self.http.get("/v1/dev/apps").json()["data"]
+        return [fn for app in apps if app["url"] == app_url for fn in app["functions"]]
+
+    def runs(self, event_id: str) -> list[dict[str, Any]]:
+        return list(self.http.get(f"/v1/events/{event_id}/runs").json()["data"])
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return dict(self.http.get(f"/v1/runs/{run_id}").json()["data"])
+
+    def run_of(self, event_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The (first) run an event started, once it exists."""
+        runs = wait_for(f"a run for event {event_id}", lambda: self.runs(event_id), timeout)
+        return self.run(runs[0]["run_id"])
+
+    def wait_run(
+        self, run_id: str, until: Callable[[dict[str, Any]], bool] | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Poll the run until ``until(run)`` holds (default: it has ended)."""
+        condition = until or (lambda run: run["status"] in FINAL)
+
+        def check() -> dict[str, Any] | None:
+            run = self.run(run_id)
+            return run if condition(run) else None
+
+        found: dict[str, Any] = wait_for(f"run {run_id}", check, timeout)
+        return found
+
+    def fire_timers(self, run_id: str) -> int:
+        return int(self.http.post("/v1/dev/timers/fire", json={"run_id": run_id}).json()["fired"])
+
+    @staticmethod
+    def step_names(run: dict[str, Any]) -> list[str]:
+        return [step.get("name") or step["id"] for step in run["steps"]]
+
+    def timers(self, run_id: str) -> list[dict[str, Any]]:
+        return [t for t in self.http.get("/v1/dev/timers").json()["data"] if t["run_id"] == run_id]
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One `eagerstep dev` for all the example projects' tests (each syncs its own app)."""
+    running = Engine(tmp_path_factory.mktemp("engine"))
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
+    """``serve(name, argv_for_port, cwd=..., env={...}, health_path=...)`` starts an app; stopped after
+    the test module.
+
+    ``env`` adds to the test process's environment, minus any ``INNGEST_*`` variables.
+    """
+    started: list[Server] = []
+
+    def start(
+        name: str, argv: Callable[[int], Sequence[str]], *, env: dict[str, str] | None = None, **kwargs: Any
+    ) -> Server:
+        kwargs.setdefault("log_dir", tmp_path_factory.mktemp(name))
+        server = Server(name, argv, env=clean_env(**(env or {})), **kwargs)
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in reversed(started):
+            server.stop()
