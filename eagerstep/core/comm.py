@@ -178,7 +178,7 @@ class CommHandler:
             if request.method == "GET":
                 response, key = self._introspect(request, settings)
             elif request.method == "PUT":
-                response, key = self._put(request, settings, None)
+                response, key = self._put(request, settings)
             else:
                 prepared = self._prepare_post(request, settings)
                 key = prepared.key
@@ -199,7 +199,7 @@ class CommHandler:
                 response, key = self._introspect(request, settings)
             elif request.method == "PUT":
                 loop = asyncio.get_running_loop()
-                response, key = await self._in_pool(loop, self._put, request, settings, None)
+                response, key = await self._in_pool(loop, self._put, request, settings)
             else:
                 prepared = self._prepare_post(request, settings)
                 key = prepared.key
@@ -362,7 +362,7 @@ class CommHandler:
 
     # -- PUT ---------------------------------------------------------------------------------
 
-    def _put(self, request: Request, settings: Settings, _unused: None) -> tuple[Response, str | None]:
+    def _put(self, request: Request, settings: Settings) -> tuple[Response, str | None]:
         in_band = (request.header(protocol.Header.SYNC_KIND) or "").lower() == "in_band"
         if in_band and not settings.dev:
             key = self._verify(request, settings, required=True)
@@ -384,7 +384,7 @@ class CommHandler:
             pass
         origin, path = self._serve_url(request, settings)
         url = url or origin + path
-        inspection, _ = self._introspect_authenticated(request, settings)
+        inspection = self._introspect(request, settings)[0].json()
         body = {
             "app_id": settings.app_id,
             "appVersion": None,
@@ -399,10 +399,6 @@ class CommHandler:
             "url": url,
         }
         return _json_response(200, body, {protocol.Header.SYNC_KIND: "in_band"})
-
-    def _introspect_authenticated(self, request: Request, settings: Settings) -> tuple[Any, None]:
-        response, _ = self._introspect(request, settings)
-        return response.json(), None
 
     def _register_payload(self, settings: Settings, serve_url: str) -> dict[str, Any]:
         return {

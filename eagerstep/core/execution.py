@@ -485,6 +485,8 @@ class RunState:
         return headers
 
     def function_returned(self, value: Any) -> Outcome:
+        """The run's result. After checkpointed steps: 206 ``[unconfirmed StepRuns..., RunComplete]``
+        once the in-flight flush settles (no extra round trip, as the TS SDK does); otherwise 200."""
         try:
             text = serialise(value)
         except OutputSerializationError as exc:
