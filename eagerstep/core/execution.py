@@ -9,7 +9,6 @@ checkpointer first so that no completed step is ever dropped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import json.encoder
 import logging
@@ -106,24 +105,32 @@ _return_types: dict[Any, Any] = {}
 _adapters: dict[Any, TypeAdapter[Any]] = {}
 
 
+def _annotation_key(fn: Callable[..., Any]) -> Any:
+    """A bounded cache key for ``fn``'s annotations: its code object (shared by every lambda made
+    from the same source line), or the class itself; None for other callables (not cached)."""
+    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__func__", None), "__code__", None)
+    if code is not None:
+        return code
+    return fn if isinstance(fn, type) else None
+
+
 def _return_model(fn: Callable[..., Any]) -> Any:
     """The step function's return annotation if it is a pydantic model class, else None (cached)."""
-    try:
-        return _return_types[fn]
-    except KeyError:
-        pass
-    except TypeError:
-        return None
+    key = _annotation_key(fn)
+    if key is not None:
+        try:
+            return _return_types[key]
+        except KeyError:
+            pass
     model = None
     try:
-        hints = typing.get_type_hints(fn)
+        ann = typing.get_type_hints(fn).get("return")
     except Exception:
-        hints = {}
-    ann = hints.get("return")
+        ann = None
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         model = ann
-    with contextlib.suppress(TypeError):
-        _return_types[fn] = model
+    if key is not None:
+        _return_types[key] = model
     return model
 
 

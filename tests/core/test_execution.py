@@ -707,3 +707,12 @@ def test_invalid_step_arguments_are_usage_errors() -> None:
         response, body = call(handler, "shop-f", event=wire_event("e", {"which": which}))
         assert response.status == 400, which
         assert body["name"] == "StepUsageError"
+
+
+def test_annotation_cache_is_bounded_by_code_objects() -> None:
+    from eagerstep.core import execution
+
+    before = len(execution._return_types)
+    for i in range(50):
+        execution._return_model(lambda i=i: i)
+    assert len(execution._return_types) <= before + 1
