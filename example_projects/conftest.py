@@ -171,6 +171,11 @@ class Engine:
         return int(self.http.post("/v1/dev/timers/fire", json={"run_id": run_id}).json()["fired"])
 
     @staticmethod
+    def wait(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Poll any condition (bounded)."""
+        return wait_for("condition", check, timeout)
+
+    @staticmethod
     def step_names(run: dict[str, Any]) -> list[str]:
         return [step.get("name") or step["id"] for step in run["steps"]]
 

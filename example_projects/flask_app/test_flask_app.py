@@ -1,0 +1,121 @@
+"""The Flask example end to end: `eagerstep dev` and `flask run` as processes, the CLI commands too."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+pytestmark = [pytest.mark.flask, pytest.mark.engine, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(scope="module")
+def settings(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment the app and its CLI run with: the engine's URL and a fresh SQLite file."""
+    return {
+        "INNGEST_DEV": engine.url,
+        "FLASK_DATABASE": str(tmp_path_factory.mktemp("flask") / "onboarding.sqlite3"),
+    }
+
+
+@pytest.fixture(scope="module")
+def app(engine: Any, serve: Any, settings: dict[str, str]) -> Any:
+    server = serve(
+        "flask-app",
+        lambda port: [sys.executable, "-m", "flask", "--app", "app", "run", "--port", str(port)],
+        cwd=HERE,
+        env=settings,
+        health_path="/users",
+    )
+    functions = engine.sync(server.url + "/api/inngest")
+    assert set(functions) == {
+        "flask-onboarding-onboard-user",
+        "flask-onboarding-count-signups",
+        "flask-onboarding-invite-user",
+    }
+    return server
+
+
+def flask_cli(settings: dict[str, str], *args: str) -> str:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")} | settings
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def get(url: str) -> Any:
+    reply = httpx.get(url, timeout=10)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_signup_is_onboarded_by_a_durable_function(engine: Any, app: Any) -> None:
+    reply = httpx.post(app.url + "/signup", data={"email": "ada@example.com"}, timeout=10)
+    assert reply.status_code == 202, reply.text
+
+    def onboarded() -> bool:
+        users = get(app.url + "/users")
+        return users["signups"] == 1 and users["users"] == [
+            {"id": 1, "email": "ada@example.com", "onboarded": True}
+        ]
+
+    engine.wait(onboarded)
+    runs = engine.http.get("/v1/runs").json()["data"]
+    (onboard,) = [r for r in runs if r["function_id"] == "flask-onboarding-onboard-user"]
+    run = engine.wait_run(onboard["run_id"])
+    assert run["status"] == "Completed" and run["output"] == {"user_id": 1, "email": "ada@example.com"}
+    assert engine.step_names(run) == ["create-account", "send-welcome-email", "mark-onboarded", "announce"]
+    assert {"email": "ada@example.com", "subject": "Welcome aboard!"} in get(app.url + "/outbox")
+
+
+def test_a_failed_request_sends_no_event(engine: Any, app: Any) -> None:
+    def onboard_runs() -> int:
+        runs = engine.http.get("/v1/runs").json()["data"]
+        return sum(r["function_id"] == "flask-onboarding-onboard-user" for r in runs)
+
+    before = onboard_runs()
+    assert httpx.post(app.url + "/signup", json={"email": "bea@example.com"}, timeout=10).status_code == 202
+    engine.wait(lambda: onboard_runs() == before + 1)
+    # The same address again: the view sends the event, then fails (409); the deferred event is dropped.
+    again = httpx.post(app.url + "/signup", json={"email": "bea@example.com"}, timeout=10)
+    assert again.status_code == 409
+    assert httpx.post(app.url + "/signup", json={"email": "not-an-email"}, timeout=10).status_code == 400
+    time.sleep(0.5)  # a deferred send goes out right after the response; give a wrong one time to show
+    assert onboard_runs() == before + 1
+
+
+def test_flask_eagerstep_send_command(engine: Any, app: Any, settings: dict[str, str]) -> None:
+    out = flask_cli(
+        settings, "eagerstep", "send", "app/user.invited", "--data", '{"email": "bob@example.com"}'
+    )
+    (event_id,) = out.split()
+    run = engine.wait_run(engine.run_of(event_id)["run_id"])
+    assert run["status"] == "Completed"
+    assert run["output"]["email"] == "bob@example.com"
+    assert {"email": "bob@example.com", "subject": "You are invited"} in get(app.url + "/outbox")
+
+
+def test_own_invite_command(engine: Any, app: Any, settings: dict[str, str]) -> None:
+    out = flask_cli(settings, "invite", "cy@example.com", "dee@example.com")
+    sent = dict(line.split("\t") for line in out.splitlines())
+    assert set(sent) == {"cy@example.com", "dee@example.com"}
+    for email, event_id in sent.items():
+        run = engine.wait_run(engine.run_of(event_id)["run_id"])
+        assert run["status"] == "Completed" and run["output"]["email"] == email
+    assert "flask-onboarding-invite-user\tevent app/user.invited" in flask_cli(settings, "eagerstep", "list")
