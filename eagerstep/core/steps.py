@@ -123,7 +123,6 @@ class _StepBase:
         st.new_async_op(
             step_id, protocol.wait_for_event_op(hashed, step_id, event, timeout_text, if_, index=index)
         )
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _invoke(
         self, step_id: str, function: Function[Any] | str, data: Any, timeout: Duration | None
@@ -139,7 +138,6 @@ class _StepBase:
             step_id,
             protocol.invoke_op(hashed, step_id, _function_id(function), payload, timeout_text, index=index),
         )
-        raise AssertionError("unreachable")  # pragma: no cover
 
 
 class SyncStep(_StepBase):
@@ -209,7 +207,7 @@ class SyncStep(_StepBase):
         st.run_succeeded(
             hashed, step_id, index, {"ids": ids}, start_ns, time.perf_counter_ns() - t0, checkpointed
         )
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("send_event always replies after sending")  # pragma: no cover
 
     def parallel(self, callables: Sequence[Callable[[], T]]) -> tuple[T, ...]:
         """Run a group of steps in parallel: ``ctx.step.parallel([lambda: ctx.step.run(...), ...])``.
@@ -309,7 +307,7 @@ class AsyncStep(_StepBase):
         st.run_succeeded(
             hashed, step_id, index, {"ids": ids}, start_ns, time.perf_counter_ns() - t0, checkpointed
         )
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("send_event always replies after sending")  # pragma: no cover
 
     async def parallel(self, callables: Sequence[Callable[[], Awaitable[T] | T]]) -> tuple[T, ...]:
         """``await ctx.step.parallel([lambda: ctx.step.run(...), ...])``."""
