@@ -1,0 +1,1 @@
+"""Benchmarks: end-to-end latency, requests per run, in-worker overhead, throughput and memory."""

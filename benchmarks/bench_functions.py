@@ -1,0 +1,142 @@
+"""The functions the benchmarks serve: N trivial ``step.run`` calls, in both modes, def and async def.
+
+Each function records when it started (wall clock, for "function start -> run end"), times its own
+step loop with ``perf_counter_ns`` and returns the figures, so the
+in-worker overhead per checkpointed step (everything ``step.run`` adds around the step body) is
+measured where users pay it: inside a real request, behind a real server, with the sender running.
+The step body's own cost is measured in the same request (the same loop calling the body directly)
+and subtracted.
+
+Function ids: ``steps-{n}-cp`` / ``steps-{n}-std`` (def), ``asteps-{n}-cp`` (async def) and
+``three-cp`` / ``three-std`` (3 steps, for throughput). Events: ``bench/<id>``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import eagerstep
+
+STEP_COUNTS = (1, 10, 100)
+ENGINE_URL = os.environ.get("BENCH_ENGINE_URL", "http://127.0.0.1:8288")
+
+
+def event_name(fn_id: str) -> str:
+    return f"bench/{fn_id}"
+
+
+def body(i: int) -> int:
+    """The trivial step body."""
+    return i
+
+
+def _body_ns(n: int) -> int:
+    t0 = time.perf_counter_ns()
+    for i in range(n):
+        body(i)
+    return time.perf_counter_ns() - t0
+
+
+client = eagerstep.Client(
+    app_id="bench",
+    dev=True,
+    api_base_url=ENGINE_URL,
+    event_api_base_url=ENGINE_URL,
+)
+
+
+def _make_sync(n: int, checkpointing: bool) -> eagerstep.Function[Any]:
+    fn_id = f"steps-{n}-{'cp' if checkpointing else 'std'}"
+
+    def handler(ctx: eagerstep.Context) -> dict[str, Any]:
+        started = time.time()
+        base = _body_ns(n)
+        t0 = time.perf_counter_ns()
+        total = 0
+        for i in range(n):
+            total += ctx.step.run(f"s{i}", body, i)
+        loop_ns = time.perf_counter_ns() - t0
+        return {"n": n, "total": total, "loop_ns": loop_ns, "body_ns": base, "started": started}
+
+    handler.__name__ = fn_id.replace("-", "_")
+    return client.function(
+        id=fn_id, trigger=eagerstep.Event(event_name(fn_id)), retries=0, checkpointing=checkpointing
+    )(handler)
+
+
+def _make_async(n: int) -> eagerstep.Function[Any]:
+    fn_id = f"asteps-{n}-cp"
+
+    async def handler(ctx: eagerstep.Context) -> dict[str, Any]:
+        started = time.time()
+        base = _body_ns(n)
+        t0 = time.perf_counter_ns()
+        total = 0
+        for i in range(n):
+            total += await ctx.step.run(f"s{i}", body, i)
+        loop_ns = time.perf_counter_ns() - t0
+        return {"n": n, "total": total, "loop_ns": loop_ns, "body_ns": base, "started": started}
+
+    handler.__name__ = fn_id.replace("-", "_")
+    return client.function(
+        id=fn_id, trigger=eagerstep.Event(event_name(fn_id)), retries=0, checkpointing=True
+    )(handler)
+
+
+def _make_three(checkpointing: bool) -> eagerstep.Function[Any]:
+    fn_id = f"three-{'cp' if checkpointing else 'std'}"
+
+    def handler(ctx: eagerstep.Context) -> int:
+        return sum(ctx.step.run(f"s{i}", body, i) for i in range(3))
+
+    handler.__name__ = fn_id.replace("-", "_")
+    return client.function(
+        id=fn_id,
+        trigger=eagerstep.Event(event_name(fn_id)),
+        retries=0,
+        checkpointing=checkpointing,
+    )(handler)
+
+
+FUNCTIONS: list[eagerstep.Function[Any]] = [
+    *(_make_sync(n, cp) for n in STEP_COUNTS for cp in (True, False)),
+    *(_make_async(n) for n in STEP_COUNTS),
+    _make_three(True),
+    _make_three(False),
+]
+
+
+def official_functions(inngest_client: Any) -> list[Any]:
+    """The same N-step and 3-step functions written with the official ``inngest`` SDK (standard mode only:
+    its Python SDK has no checkpointing)."""
+    import inngest
+
+    functions: list[Any] = []
+    for n in STEP_COUNTS:
+        fn_id = f"steps-{n}-std"
+
+        def handler(ctx: Any, n: int = n) -> dict[str, Any]:
+            total = 0
+            for i in range(n):
+                total += ctx.step.run(f"s{i}", body, i)
+            return {"n": n, "total": total}
+
+        functions.append(
+            inngest_client.create_function(
+                fn_id=fn_id, trigger=inngest.TriggerEvent(event=event_name(fn_id)), retries=0
+            )(handler)
+        )
+
+    def three(ctx: Any) -> int:
+        return sum(ctx.step.run(f"s{i}", body, i) for i in range(3))
+
+    functions.append(
+        inngest_client.create_function(
+            fn_id="three-std",
+            trigger=inngest.TriggerEvent(event=event_name("three-std")),
+            retries=0,
+        )(three)
+    )
+    return functions
