@@ -1,0 +1,1 @@
+"""Framework adapters: ``django`` (an installable app), ``flask`` (a blueprint and extension), ``fastapi``."""

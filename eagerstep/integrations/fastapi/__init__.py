@@ -22,7 +22,7 @@ from eagerstep.integrations._common import DEFAULT_MAX_BODY_BYTES, SHUTDOWN_TIME
 
 FRAMEWORK = "fast_api"
 _STATE_KEY = "eagerstep_client"
-_clients: list[Client] = []  # clients of the routers made in this process, for get_client()
+_clients: dict[int, Client] = {}  # clients of the routers made in this process, for get_client()
 
 _MERGES_LIFESPANS = hasattr(fastapi.routing, "_merge_lifespan_context")
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]  # the core answers 405 for all but GET/POST/PUT
@@ -38,7 +38,7 @@ async def shutdown() -> None:
 async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
     """``FastAPI(lifespan=lifespan)`` where routers' lifespans are not merged (FastAPI before 0.112)."""
     try:
-        yield {_STATE_KEY: _clients[-1]} if len(set(map(id, _clients))) == 1 else {}
+        yield {_STATE_KEY: next(iter(_clients.values()))} if len(_clients) == 1 else {}
     finally:
         await shutdown()
 
@@ -52,7 +52,7 @@ def router(
     on older versions pass ``lifespan=eagerstep.integrations.fastapi.lifespan`` to ``FastAPI``).
     """
     handler = CommHandler(client, list(functions), framework=FRAMEWORK, max_body_bytes=max_body_bytes)
-    _clients.append(client)
+    _clients[id(client)] = client
 
     @asynccontextmanager
     async def router_lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
@@ -94,8 +94,8 @@ def get_client(request: Request) -> Client:
     found = request.scope.get("state", {}).get(_STATE_KEY)
     if isinstance(found, Client):
         return found
-    if len({id(client) for client in _clients}) == 1:
-        return _clients[0]
+    if len(_clients) == 1:
+        return next(iter(_clients.values()))
     raise RuntimeError(
         "eagerstep cannot tell which client to use; add "
         "app.add_middleware(eagerstep.integrations.fastapi.EagerStepMiddleware, client=client)"
