@@ -150,7 +150,9 @@ def reset() -> None:
     global _handler, _client
     with _lock:
         eagerstep_settings.reload()
-        _handler = None
+        if _handler is not None:
+            _handler.close()  # its thread pool; requests already running finish
+            _handler = None
         if _client is not None:
             _client.set_settings_source(eagerstep_settings.source)  # also forgets resolved values
             if _origin() != _client_origin:

@@ -11,11 +11,14 @@ def discovered(ctx: eagerstep.Context) -> str:
 
 
 @client.function(id="db-check", trigger=eagerstep.Event("testapp/db"), checkpointing=False)
-def db_check(ctx: eagerstep.Context) -> bool:
-    """True when this pool thread starts with no open database connection (closed around each job)."""
+def db_check(ctx: eagerstep.Context) -> dict[str, object]:
+    """Whether this thread started with no open database connection (closed around each job), and
+    which thread ran it."""
+    import threading
+
     from django.db import connection
 
     was_closed = connection.connection is None
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-    return was_closed
+    return {"was_closed": was_closed, "thread": threading.current_thread().name}
