@@ -99,3 +99,44 @@ def test_body_over_djangos_upload_limit_but_under_ours_is_accepted(
     assert 2_621_440 < len(request.body) < LIMIT  # event and events each carry the padding
     response = http_client.handle(request)
     assert response.status in (200, 206), response.body[:300]
+
+
+def signed_headers(body: bytes, **extra: str) -> dict[str, str]:
+    from eagerstep.core.signing import sign
+
+    return {"X-Inngest-Signature": sign(body, SIGNING_KEY), "content-type": "application/json", **extra}
+
+
+def test_signed_introspection_is_authenticated(
+    make_http_client: MakeClient, orchestrator: RecordingOrchestrator
+) -> None:
+    client = make_http_client(cloud_settings(orchestrator))
+    response = client.request("GET", headers=signed_headers(b""))
+    body = json.loads(response.body)
+    assert response.status == 200 and body["authentication_succeeded"] is True
+    assert body["app_id"] == "conformance" and body["mode"] == "cloud"
+    assert body["signing_key_hash"] and response.header("x-inngest-signature", "").startswith("t=")
+    unsigned = json.loads(client.request("GET").body)
+    assert unsigned["authentication_succeeded"] is None and "app_id" not in unsigned
+
+
+def test_trust_probe(make_http_client: MakeClient, orchestrator: RecordingOrchestrator) -> None:
+    client = make_http_client(cloud_settings(orchestrator))
+    response = client.request("POST", query="probe=trust", body=b"", headers=signed_headers(b""))
+    assert response.status == 200
+    assert response.header("x-inngest-signature", "").startswith("t=")
+    assert client.request("POST", query="probe=trust").status == 401
+
+
+def test_in_band_sync(make_http_client: MakeClient, orchestrator: RecordingOrchestrator) -> None:
+    client = make_http_client(cloud_settings(orchestrator))
+    body = json.dumps({"url": "https://shop.example.com/api/inngest"}).encode()
+    response = client.request(
+        "PUT", body=body, headers=signed_headers(body, **{"X-Inngest-Sync-Kind": "in_band"})
+    )
+    assert response.status == 200, response.body
+    assert response.header("x-inngest-sync-kind") == "in_band"
+    payload = json.loads(response.body)
+    assert payload["url"] == "https://shop.example.com/api/inngest"
+    assert {fn["id"] for fn in payload["functions"]} >= {"conformance-steps"}
+    assert orchestrator.calls_to("/fn/register") == []
