@@ -186,6 +186,8 @@ class Engine:
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """One `eagerstep dev` for all the example projects' tests (each syncs its own app)."""
+    pytest.importorskip("uvicorn")  # the engine extra
+    pytest.importorskip("celpy")
     running = Engine(tmp_path_factory.mktemp("engine"))
     try:
         yield running

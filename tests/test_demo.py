@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+for _module in ("fastapi", "uvicorn", "celpy"):  # the example app and the engine
+    pytest.importorskip(_module)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "scripts" / "demo.py"
 

@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytest.importorskip("django")
+
 HERE = Path(__file__).resolve().parent
 PROCESS_ORDER = "django-shop-process-order"
 ALL_STEPS = [

@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
 HERE = Path(__file__).resolve().parent
 
 pytestmark = [pytest.mark.fastapi, pytest.mark.engine, pytest.mark.timeout(60)]

@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytest.importorskip("flask")
+
 HERE = Path(__file__).resolve().parent
 
 pytestmark = [pytest.mark.flask, pytest.mark.engine, pytest.mark.timeout(60)]
