@@ -8,7 +8,9 @@ The step body's own cost is measured in the same request (the same loop calling 
 and subtracted.
 
 Function ids: ``steps-{n}-cp`` / ``steps-{n}-std`` (def), ``asteps-{n}-cp`` (async def) and
-``three-cp`` / ``three-std`` (3 steps, for throughput). Events: ``bench/<id>``.
+``three-cp`` / ``three-std`` (3 steps, for throughput), ``io-10-cp`` / ``io-10-std`` (10 steps that each
+wait 2 ms, as on a small database or HTTP call: checkpoints then happen during the run). Events:
+``bench/<id>``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 import eagerstep
 
 STEP_COUNTS = (1, 10, 100)
+IO_STEPS = 10
+IO_SECONDS = 0.002
 ENGINE_URL = os.environ.get("BENCH_ENGINE_URL", "http://127.0.0.1:8288")
 
 
@@ -29,6 +33,12 @@ def event_name(fn_id: str) -> str:
 
 def body(i: int) -> int:
     """The trivial step body."""
+    return i
+
+
+def io_body(i: int) -> int:
+    """A step that waits on I/O for a while (2 ms), like a small database or HTTP call."""
+    time.sleep(IO_SECONDS)
     return i
 
 
@@ -100,11 +110,27 @@ def _make_three(checkpointing: bool) -> eagerstep.Function[Any]:
     )(handler)
 
 
+def _make_io(checkpointing: bool) -> eagerstep.Function[Any]:
+    fn_id = f"io-{IO_STEPS}-{'cp' if checkpointing else 'std'}"
+
+    def handler(ctx: eagerstep.Context) -> dict[str, Any]:
+        started = time.time()
+        total = sum(ctx.step.run(f"s{i}", io_body, i) for i in range(IO_STEPS))
+        return {"n": IO_STEPS, "total": total, "started": started}
+
+    handler.__name__ = fn_id.replace("-", "_")
+    return client.function(
+        id=fn_id, trigger=eagerstep.Event(event_name(fn_id)), retries=0, checkpointing=checkpointing
+    )(handler)
+
+
 FUNCTIONS: list[eagerstep.Function[Any]] = [
     *(_make_sync(n, cp) for n in STEP_COUNTS for cp in (True, False)),
     *(_make_async(n) for n in STEP_COUNTS),
     _make_three(True),
     _make_three(False),
+    _make_io(True),
+    _make_io(False),
 ]
 
 
@@ -128,6 +154,16 @@ def official_functions(inngest_client: Any) -> list[Any]:
                 fn_id=fn_id, trigger=inngest.TriggerEvent(event=event_name(fn_id)), retries=0
             )(handler)
         )
+
+    def io(ctx: Any) -> dict[str, Any]:
+        return {"n": IO_STEPS, "total": sum(ctx.step.run(f"s{i}", io_body, i) for i in range(IO_STEPS))}
+
+    io_id = f"io-{IO_STEPS}-std"
+    functions.append(
+        inngest_client.create_function(
+            fn_id=io_id, trigger=inngest.TriggerEvent(event=event_name(io_id)), retries=0
+        )(io)
+    )
 
     def three(ctx: Any) -> int:
         return sum(ctx.step.run(f"s{i}", body, i) for i in range(3))

@@ -170,11 +170,13 @@ class BenchApp:
         await send({"type": "http.response.body", "body": body})
 
 
-async def main(db: str, retry_interval: float) -> None:
+async def main(db: str, retry_interval: float, nodelay: bool = False) -> None:
     engine = Engine(db, retry_interval=retry_interval, call_timeout=120.0)
     async with engine:
         probe = Probe(engine)
         sock = bind("127.0.0.1", 0)
+        if nodelay:  # accepted connections inherit TCP_NODELAY from the listening socket (Linux)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         config = uvicorn.Config(
             BenchApp(engine, probe),
             log_level="warning",
@@ -202,8 +204,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", required=True)
     parser.add_argument("--retry-interval", type=float, default=0.05)
+    parser.add_argument(
+        "--nodelay", action="store_true", help="set TCP_NODELAY on the listening socket (an A/B switch)"
+    )
     args = parser.parse_args()
     try:
-        asyncio.run(main(args.db, args.retry_interval))
+        asyncio.run(main(args.db, args.retry_interval, args.nodelay))
     except KeyboardInterrupt:
         sys.exit(0)

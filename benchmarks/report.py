@@ -78,6 +78,19 @@ def markdown(results: dict[str, Any]) -> str:
     add(f"- **Machine**: {m['cores']} cores, {m['cpu']}; {m['platform']}")
     add(f"- **Python** {m['python']}; {versions}")
     add(f"- **Date**: {m['date']}; whole run {results.get('seconds', '?')} s")
+    git = m.get("git") or {}
+    if git.get("commit"):
+        add(
+            f"- **Code**: commit {git['commit']}"
+            + (" plus uncommitted changes under `eagerstep/`" if git.get("eagerstep_modified") else "")
+        )
+    if m.get("load_average_at_start"):
+        add(
+            "- **Load average** (1, 5, 15 min) at start"
+            f" {', '.join(map(str, m['load_average_at_start']))}, at end"
+            f" {', '.join(map(str, m.get('load_average_at_end', [])))} (other work on the machine shows up as"
+            " spread in the min–max ranges)"
+        )
     add(
         f"- **Setup**: the embedded engine (`eagerstep.engine`, SQLite WAL file) and each app run as separate"
         f" processes on 127.0.0.1; runs are sequential; {cfg['runs']} measured runs per cell"
@@ -167,6 +180,36 @@ def markdown(results: dict[str, Any]) -> str:
         if any(c != "–" for c in cells):
             add(f"| {LABELS.get(fw, fw)} | " + " | ".join(cells) + " |")
     add("")
+
+    # ---------------------------------------------------------------- I/O steps
+    io_rows = [fw for fw in fws if _lat(results, fw, "io-std/10") or _lat(results, fw, "io-cp/10")]
+    if io_rows:
+        add("## 10 steps that each wait 2 ms (I/O), event accepted → run completed (ms)")
+        add("")
+        add(
+            "The same shape with a step body of `time.sleep(0.002)`: steps now take long enough for"
+            " checkpoint calls to go out during the run, and the reply waits for the one in flight (if any)"
+            " to settle."
+            " Floor: 10 × 2 ms = 20 ms."
+        )
+        add("")
+        add(
+            "| app | standard | checkpointing | standard / checkpointing | checkpoint calls per run"
+            " | SDK requests (std / cp) |"
+        )
+        add("|---|---:|---:|---:|---:|---:|")
+        for fw in io_rows:
+            std, cp = _lat(results, fw, "io-std/10"), _lat(results, fw, "io-cp/10")
+            calls = _lat(results, fw, "io-cp/10", "checkpoint_calls")
+            reqs = (
+                f"{_cell(_lat(results, fw, 'io-std/10', 'sdk_requests'), 0)} /"
+                f" {_cell(_lat(results, fw, 'io-cp/10', 'sdk_requests'), 0)}"
+            )
+            add(
+                f"| {LABELS.get(fw, fw)} | {_cell(std)} | {_cell(cp)} | {_ratio(_median(std), _median(cp))} |"
+                f" {_cell(calls, 0)} | {reqs} |"
+            )
+        add("")
 
     # ---------------------------------------------------------------- requests per run
     add("## Requests per run")

@@ -50,7 +50,9 @@ HERE = Path(__file__).resolve().parent
 TS_APP = ROOT / "tests" / "compat" / "ts_app"
 FRAMEWORKS = ("django-wsgi", "django-asgi", "flask", "fastapi", "inngest-flask")
 OFFICIAL = "inngest-flask"
-MODES = ("cp", "std", "cp-async")  # checkpointing (def), standard (def), checkpointing (async def)
+# checkpointing (def), standard (def), checkpointing (async def); and the I/O-step function, both modes
+MODES = ("cp", "std", "cp-async", "io-cp", "io-std")
+IO_STEPS = 10
 SERVERS = {
     "django-wsgi": "werkzeug threaded (WSGI)",
     "django-asgi": "uvicorn (ASGI)",
@@ -75,6 +77,7 @@ class Config:
     typescript: bool
     microbench: bool
     quick: bool
+    engine_nodelay: bool
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Config:
@@ -93,6 +96,7 @@ class Config:
             typescript=not args.no_typescript,
             microbench=not args.no_microbench,
             quick=quick,
+            engine_nodelay=bool(args.engine_nodelay),
         )
 
 
@@ -226,10 +230,16 @@ class Stack:
 
 
 @contextmanager
-def stack(framework: str, tmp: Path) -> Iterator[Stack]:
+def stack(framework: str, tmp: Path, *, engine_nodelay: bool = False) -> Iterator[Stack]:
     """Start an engine host and the framework's app (subprocesses), sync the app, yield; stop both."""
     engine = Child(
-        [sys.executable, str(HERE / "engine_host.py"), "--db", str(tmp / f"{framework}-engine.db")],
+        [
+            sys.executable,
+            str(HERE / "engine_host.py"),
+            "--db",
+            str(tmp / f"{framework}-engine.db"),
+            *(["--nodelay"] if engine_nodelay else []),
+        ],
         tmp / f"{framework}-engine.log",
         env=child_env(),
     )
@@ -296,21 +306,24 @@ def _wait_up(url: str, child: Child, timeout: float = 30.0) -> None:
 
 def function_ids(framework: str, n: int) -> dict[str, str]:
     """Mode -> function id served by this framework at N steps."""
+    io = {"io-cp": f"io-{n}-cp", "io-std": f"io-{n}-std"} if n == IO_STEPS else {}
     if framework == OFFICIAL:
-        return {"std": f"steps-{n}-std"}
-    return {"cp": f"steps-{n}-cp", "std": f"steps-{n}-std", "cp-async": f"asteps-{n}-cp"}
+        return {"std": f"steps-{n}-std", **({"io-std": io["io-std"]} if io else {})}
+    return {"cp": f"steps-{n}-cp", "std": f"steps-{n}-std", "cp-async": f"asteps-{n}-cp", **io}
 
 
 def planned_runs(config: Config, n: int, mode: str) -> int:
     if n >= 100:
         return config.runs_std_100 if mode == "std" else config.runs_100
+    if mode.startswith("io-"):
+        return max(1, config.runs // 2)
     return config.runs
 
 
 def measure_framework(framework: str, config: Config, tmp: Path, log: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"server": SERVERS[framework], "latency": {}, "first_run": {}}
     started = time.monotonic()
-    with stack(framework, tmp) as st:
+    with stack(framework, tmp, engine_nodelay=config.engine_nodelay) as st:
         # Warm-up: the first run of each function per process pays one-off costs (imports, pools,
         # the checkpoint sender and its HTTP client); recorded apart, not in the medians.
         for n in config.steps:
@@ -347,7 +360,7 @@ def measure_typescript(config: Config, tmp: Path, log: Any) -> dict[str, Any]:
     """The official TypeScript SDK (checkpointing on, its default) serving its 10-step function."""
     out: dict[str, Any] = {"server": SERVERS["typescript"], "latency": {}, "first_run": {}}
     started = time.monotonic()
-    with stack("typescript", tmp) as st:
+    with stack("typescript", tmp, engine_nodelay=config.engine_nodelay) as st:
         first = st.run("ts/run")
         out["first_run"]["cp/10"] = summarise_run(first, 10)
         for _ in range(config.warmup - 1):
@@ -470,7 +483,22 @@ def machine() -> dict[str, Any]:
             versions["inngest (npm)"] = package["version"]
         except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
             pass
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, cwd=ROOT
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "eagerstep"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=ROOT,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        head, dirty = "", ""
     return {
+        "git": {"commit": head, "eagerstep_modified": bool(dirty)},
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "cores": os.cpu_count(),
         "cpu": cpu,
         "python": platform.python_version(),
@@ -494,6 +522,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-typescript", action="store_true", help="skip the TypeScript SDK row")
     parser.add_argument("--no-microbench", action="store_true", help="skip checkpoint_overhead.py")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--engine-nodelay",
+        action="store_true",
+        help="set TCP_NODELAY on the engine's listening socket (A/B against what eagerstep.engine ships)",
+    )
     parser.add_argument("--out-dir", type=Path, default=HERE, help="where results go (default: benchmarks/)")
     return parser.parse_args(argv)
 
@@ -534,6 +567,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["seconds"] = round(time.monotonic() - began, 1)
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = report.markdown(results)
