@@ -20,7 +20,11 @@ LABELS = {
     "inngest-flask": "official `inngest` 0.5 SDK, Flask",
     "typescript": "official TypeScript SDK",
 }
-PLAIN_LABELS = {**LABELS, "inngest-flask": "official inngest SDK (Flask)"}
+PLAIN_LABELS = {
+    **LABELS,
+    "inngest-flask": "official inngest SDK (Flask)",
+    "typescript": "official TypeScript SDK (N = 10 only)",
+}
 EAGERSTEP = ("django-wsgi", "django-asgi", "flask", "fastapi")
 
 # Targets and reference figures (issue 7, issue 3, protocol.md Appendix A).
@@ -335,6 +339,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
+    """Two panels sharing a log y axis: checkpointing (left) and standard mode (right), one line per app."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -342,64 +347,97 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     colours = {
         "django-wsgi": "#1b7837",
-        "django-asgi": "#7fbf7b",
+        "django-asgi": "#5aae61",
         "flask": "#2166ac",
         "fastapi": "#d6604d",
         "inngest-flask": "#762a83",
         "typescript": "#e08214",
     }
-    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=110)
     steps = _steps(results)
-    for fw in results["frameworks"]:
-        for mode, style, marker in (("cp", "-", "o"), ("std", "--", "s")):
+    apps = list(results["frameworks"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.2), dpi=110, sharey=True)
+    panels = (
+        (
+            "cp",
+            "checkpointing (eagerstep default)",
+            TS_DEV_SERVER["event_to_end_ms"],
+            "TS SDK + Inngest dev server",
+        ),
+        (
+            "std",
+            "standard mode (one request per step)",
+            TS_DEV_SERVER["standard_ms"],
+            "Inngest dev server, standard",
+        ),
+    )
+    for ax, (mode, title, reference, reference_label) in zip(axes, panels, strict=True):
+        for index, fw in enumerate(apps):
+            dodge = 1 + 0.035 * (index - (len(apps) - 1) / 2)  # spread the bars of one N apart
             xs, ys, lo, hi = [], [], [], []
             for n in steps:
                 stat = _lat(results, fw, f"{mode}/{n}")
                 if stat:
-                    xs.append(n)
+                    xs.append(n * dodge)
                     ys.append(stat["median"])
                     lo.append(stat["median"] - stat["min"])
                     hi.append(stat["max"] - stat["median"])
             if not xs:
                 continue
-            label = f"{PLAIN_LABELS.get(fw, fw)}, {'checkpointing' if mode == 'cp' else 'standard'}"
+            single = len(xs) == 1
             ax.errorbar(
                 xs,
                 ys,
                 yerr=[lo, hi],
-                linestyle=style if len(xs) > 1 else "none",
-                marker=marker if fw != "typescript" else "*",
-                markersize=7 if fw != "typescript" else 13,
+                linestyle="none" if single else "-",
+                marker="*" if single else "o",
+                markersize=14 if single else 6,
                 capsize=3,
+                elinewidth=0.9,
                 color=colours.get(fw, "black"),
-                label=label,
-                linewidth=1.6,
+                label=PLAIN_LABELS.get(fw, fw),
+                linewidth=1.8,
             )
-    ax.axhline(TARGET_E2E_10_MS, color="grey", linewidth=0.8, linestyle=":")
-    ax.annotate(
-        f"target: 10 steps ≤ {TARGET_E2E_10_MS:.0f} ms", (1.05, TARGET_E2E_10_MS * 1.08), color="grey"
-    )
-    ax.scatter([10], [TS_DEV_SERVER["event_to_end_ms"]], marker="x", s=70, color="black", zorder=5)
-    ax.annotate(
-        "TS SDK + Inngest dev server\n(checkpointing, Appendix A)",
-        (10, TS_DEV_SERVER["event_to_end_ms"]),
-        textcoords="offset points",
-        xytext=(8, 4),
-        fontsize=8,
-    )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(steps)
-    ax.set_xticklabels([str(n) for n in steps])
-    ax.set_xlabel("steps per run (N)")
-    ax.set_ylabel("event accepted → run completed, ms (median, min–max bars)")
+        ax.scatter([10], [reference], marker="x", s=80, color="black", zorder=5, label="_ref")
+        ax.annotate(
+            f"{reference_label}\n(protocol.md App. A): {reference:.0f} ms",
+            (10, reference),
+            textcoords="offset points",
+            xytext=(10, -4),
+            fontsize=8,
+        )
+        if mode == "cp":
+            ax.axhline(TARGET_E2E_10_MS, color="grey", linewidth=0.9, linestyle=":")
+            ax.annotate(
+                f"target for 10 steps: {TARGET_E2E_10_MS:.0f} ms",
+                (steps[0] / 1.5, TARGET_E2E_10_MS),
+                textcoords="offset points",
+                xytext=(2, -11),
+                ha="left",
+                fontsize=8,
+                color="grey",
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(steps)
+        ax.set_xticklabels([str(n) for n in steps])
+        ax.set_xlim(steps[0] / 1.6, steps[-1] * 1.6)
+        ax.set_xlabel("trivial steps per run (N)")
+        ax.set_title(title, fontsize=11)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("event accepted → run completed, ms\n(median; bars: min–max)")
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if not label.startswith("_"):
+                handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=9, frameon=False)
     m = results["machine"]
-    ax.set_title(
-        f"eagerstep end-to-end latency vs steps (embedded engine; {m['cores']} cores, Python {m['python']})"
+    fig.suptitle(
+        f"eagerstep: end-to-end latency vs steps, embedded engine on loopback ({m['cores']} cores,"
+        f" Python {m['python']}, {m['date']})",
+        fontsize=12,
     )
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", ncol=2, framealpha=0.9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path)
     plt.close(fig)
 
