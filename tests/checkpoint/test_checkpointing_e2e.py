@@ -397,11 +397,11 @@ def test_parallel_group_then_checkpointing_resumes(harness: Harness) -> None:
 
 
 def test_max_runtime_plans_the_next_step(harness: Harness) -> None:
-    harness.step_seconds = 0.03
+    harness.step_seconds = 0.05
     fn = harness.define(
         "runtime",
         runs("a", "b", "c", "d"),
-        checkpointing=eagerstep.Checkpointing(max_runtime=timedelta(milliseconds=40)),
+        checkpointing=eagerstep.Checkpointing(max_runtime=timedelta(milliseconds=80)),
     )
     result = harness.run(fn)
     assert result.completed and result.output == {"out": ["a", "b", "c", "d"]}
