@@ -35,6 +35,7 @@ from ulid import ULID
 from eagerstep._version import __version__
 from eagerstep.core import protocol, signing
 from eagerstep.engine import expressions
+from eagerstep.engine.appclient import AppClient, AppHttpError
 from eagerstep.engine.clock import Clock, RealClock
 from eagerstep.engine.store import FINAL_STATUSES, Store, dumps, loads
 
@@ -216,6 +217,7 @@ class Engine:
         self._max_connections = max_connections
         self.store: Store | None = None
         self.http: httpx.AsyncClient | None = None
+        self.calls: AppClient | None = None
         self.functions: dict[str, FunctionInfo] = {}
         self.runs: dict[str, RunState] = {}
         self._exact_triggers: dict[str, list[tuple[FunctionInfo, str | None]]] = {}
@@ -256,6 +258,7 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.store = Store(self.db_path)
+        self.calls = AppClient(timeout=self.call_timeout, max_idle=self._max_connections)
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.call_timeout, connect=5.0),
             limits=httpx.Limits(
@@ -281,6 +284,9 @@ class Engine:
         if self.http is not None:
             await self.http.aclose()
             self.http = None
+        if self.calls is not None:
+            await self.calls.aclose()
+            self.calls = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -1020,6 +1026,7 @@ class Engine:
         raw = signing.canonical_json(body)
         headers = {
             "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
             "x-request-id": request_id,
             "x-inngest-generation-id": str(item.generation),
             "x-inngest-job-id": item.id,
@@ -1054,16 +1061,16 @@ class Engine:
         self.stats["calls"] += 1
         url = fn.call_url(item.payload["step_id"])
         started = self.clock.now()
-        assert self.http is not None
+        assert self.calls is not None
         status = 0
         reply_headers: Mapping[str, str] = {}
         content = b""
         transport_error: str | None = None
         try:
-            response = await self.http.post(url, content=raw, headers=headers)
-            status, reply_headers, content = response.status_code, response.headers, response.content
-        except httpx.HTTPError as exc:
-            transport_error = f"could not reach the app at {url}: {type(exc).__name__}: {exc}"
+            response = await self.calls.post(url, raw, headers)
+            status, reply_headers, content = response.status, response.headers, response.body
+        except AppHttpError as exc:
+            transport_error = f"could not reach the app at {url}: {exc}"
         if self._inflight.get(item.id) != item.generation or self._items.get(item.id) is not item:
             return  # the run ended or was re-dispatched meanwhile: a stale reply
         run = self.runs.get(run.id)
