@@ -402,3 +402,112 @@ def test_signing_key(tmp_path: Path) -> None:
             )
             assert httpx.get(f"{engine.url}/v0/runs/{run['run_id']}/actions").status_code == 401
         api.close()
+
+
+def test_retry_after_is_clamped_and_timers_fire_on_demand(tmp_path: Path) -> None:
+    from eagerstep.engine import ManualClock
+
+    clock = ManualClock()
+    calls: list[int] = []
+
+    def handle(
+        body: dict[str, Any], headers: dict[str, str], query: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        calls.append(body["ctx"]["attempt"])
+        if body["ctx"]["attempt"] == 0:
+            error = json.dumps({"name": "Error", "message": "busy"}).encode()
+            return 500, {**SDK_HEADERS, "Retry-After": "0", "X-Inngest-No-Retry": "false"}, error
+        return ok("second time lucky", 200)
+
+    with (
+        EngineServer(tmp_path / "r.db", clock=clock) as engine,
+        wsgi_app_server(ScriptedApp(handle)) as origin,
+    ):
+        api = EngineClient(engine.url)
+        register(api, origin + "/api", {"slug": "fn", "triggers": [{"event": "ra/run"}]})
+        event_id = api.send("ra/run")
+        wait_for(lambda: api.http.get("/v1/dev/timers").json()["data"])
+        timer = api.http.get("/v1/dev/timers").json()["data"][0]
+        due = protocol.parse_datetime(timer["due_at"]).timestamp()
+        assert timer["kind"] == "call" and due - clock.now() == pytest.approx(1.0, abs=0.01)  # clamped to 1 s
+        assert api.runs_of(event_id)[0]["status"] == "Running"
+        clock.advance(1.0)
+        run = api.wait_run(event_id)
+        assert run["output"] == "second time lucky" and calls == [0, 1]
+        api.close()
+
+
+def test_invoke_timeout(api: EngineClient) -> None:
+    parent_calls: list[dict[str, Any]] = []
+    invoke_id = protocol.hash_step_id("call-child")
+
+    def handle(
+        body: dict[str, Any], headers: dict[str, str], query: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        if query["fnId"] == "scripted-fn" and body["event"]["name"] == protocol.EVENT_FUNCTION_INVOKED:
+            return ok(
+                [{"op": "Sleep", "id": protocol.hash_step_id("zz"), "name": "zz", "opts": {"duration": "1d"}}]
+            )
+        parent_calls.append(body)
+        if invoke_id in body["steps"]:
+            return ok(body["steps"][invoke_id], 200)
+        opts = {"function_id": "scripted-child", "payload": {"data": {"x": 1}}, "timeout": "1h"}
+        return ok([{"op": "InvokeFunction", "id": invoke_id, "name": "call-child", "opts": opts}])
+
+    app = ScriptedApp(handle)
+    with wsgi_app_server(app) as origin:
+        register(api, origin + "/api", {"slug": "parent", "triggers": [{"event": "iv/run"}]})
+        child = {
+            "url": origin + "/api",
+            "appName": "scripted",
+            "functions": [
+                {
+                    "id": "scripted-parent",
+                    "name": "parent",
+                    "triggers": [{"event": "iv/run"}],
+                    "steps": {"step": {"runtime": {"url": f"{origin}/api?fnId=scripted-parent&stepId=step"}}},
+                },
+                {
+                    "id": "scripted-child",
+                    "name": "child",
+                    "triggers": [{"event": "iv/never"}],
+                    "steps": {"step": {"runtime": {"url": f"{origin}/api?fnId=scripted-fn&stepId=step"}}},
+                },
+            ],
+        }
+        assert api.http.post("/fn/register", json=child).status_code == 200
+        event_id = api.send("iv/run")
+        wait_for(
+            lambda: any(t["kind"] == "invoke_timeout" for t in api.http.get("/v1/dev/timers").json()["data"])
+        )
+        invoked = [c for c in app.calls if c[0]["event"]["name"] == protocol.EVENT_FUNCTION_INVOKED]
+        meta = invoked[0][0]["event"]["data"]["_inngest"]
+        assert meta["fn_id"] == "scripted-child" and meta["correlation_id"].endswith("." + invoke_id)
+        assert invoked[0][0]["event"]["data"]["x"] == 1
+        assert api.fire_timers(kinds=["invoke_timeout"]) == 1
+        run = api.wait_run(event_id)
+    assert run["output"]["error"]["name"] == "InngestInvokeTimeoutError"
+
+
+def test_dashboard_and_cli(
+    engine: EngineServer, api: EngineClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eagerstep.cli import main
+
+    app = ScriptedApp(lambda body, headers, query: ok({"seen": body["event"]["data"]}, 200))
+    with wsgi_app_server(app) as origin:
+        assert main(["sync", origin + "/api", "--url", engine.url]) == 1  # not an SDK: the PUT fails
+        register(api, origin + "/api", {"slug": "fn", "triggers": [{"event": "cli/run"}]})
+        capsys.readouterr()
+        assert main(["send", "cli/run", "--data", '{"a": 1}', "--url", engine.url]) == 0
+        event_id = json.loads(capsys.readouterr().out)["ids"][0]
+        run = api.wait_run(event_id)
+        assert run["output"] == {"seen": {"a": 1}}
+    assert main(["send", "cli/run", "--data", "[1]", "--url", engine.url]) == 2
+    assert main(["timers", "fire", "--url", engine.url]) == 0
+    page = api.http.get("/")
+    assert (
+        page.status_code == 200 and "text/html" in page.headers["content-type"] and run["run_id"] in page.text
+    )
+    detail = api.http.get(f"/runs/{run['run_id']}")
+    assert detail.status_code == 200 and "Completed" in detail.text
