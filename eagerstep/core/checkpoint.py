@@ -13,9 +13,10 @@ Two senders schedule the flushes:
 - one asyncio task per event loop (``RunCheckpointer.for_loop``, behind ``handle_async()``): flushes,
   timers and retry waits live on the loop; stopped by :func:`shutdown_async`.
 
-The HTTP attempts themselves all run on the process's sender thread over keep-alive ``http.client``
-connections (:class:`_Connections`): that thread shares the GIL with the user's code, and a stdlib
-request costs about a quarter of the CPU of an ``httpx`` one, which the steps would otherwise pay.
+The HTTP attempts themselves run on a few daemon worker threads of the process sender, over
+keep-alive ``http.client`` connections (:class:`_Connections`): they share the GIL with the user's
+code, and a stdlib request costs about a quarter of the CPU of an ``httpx`` one, CPU the steps would
+otherwise pay. A slow call for one run does not hold up the others.
 
 A flush is retried with exponential backoff and jitter (5 attempts from ~100 ms by default),
 switches to the fallback signing key on 401/403, and stops at a 409 (stale dispatch). Whatever was
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import heapq
 import http.client
 import itertools
@@ -557,9 +559,9 @@ class _Sender:
 
 
 class _Connections:
-    """Keep-alive HTTP/1.1 connections of the sender thread, one per origin (stdlib ``http.client``).
+    """Keep-alive HTTP/1.1 connections of one sender worker, one per origin (stdlib ``http.client``).
 
-    The sender thread shares the GIL with user code, so the CPU a checkpoint call costs is taken
+    The sender threads share the GIL with user code, so the CPU a checkpoint call costs is taken
     from the steps: a bare ``http.client`` request costs about a quarter of an ``httpx`` one.
     Honours the ``HTTP(S)_PROXY``/``NO_PROXY`` environment variables. Used by one thread only.
     """
@@ -639,7 +641,7 @@ class _Connections:
 
 
 class _Call:
-    """An HTTP attempt a loop's sender hands to the sender thread."""
+    """An HTTP attempt a loop's sender hands to the sender's workers."""
 
     def __init__(self, job: _Job) -> None:
         self.job = job
@@ -654,50 +656,126 @@ class _Call:
             self.future.set_exception(exc)
 
 
+@dataclass
+class _Done:
+    """A worker's report: one attempt for ``checkpointer`` ended with ``outcome``."""
+
+    checkpointer: RunCheckpointer
+    job: _Job
+    outcome: str
+    detail: str
+
+
+# kinds of items on the scheduler's queue
+_K_NOW, _K_TIMER, _K_RETRY, _K_DONE, _K_STOP = 0, 1, 2, 3, 4
+
+
 class _ThreadSender(_Sender):
-    """One daemon thread per process; flushes run one at a time, retries wait on timers."""
+    """The process's checkpoint sender: one scheduler thread (flush decisions, timers, retries)
+    and up to ``HTTP_WORKERS`` daemon threads making the HTTP attempts, so one slow call does not
+    hold up the other runs' checkpoints. Each worker keeps its own keep-alive connections."""
+
+    HTTP_WORKERS = 4
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self._queue: queue.SimpleQueue[tuple[RunCheckpointer | _Call | None, float, int, int]] = (
-            queue.SimpleQueue()
-        )
-        self._connections = _Connections()
+        self._queue: queue.SimpleQueue[tuple[int, Any, float, int]] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[Callable[[_Connections], None] | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._idle = 0
+        self._busy = 0  # attempts handed to workers, not yet reported back
+        self._workers_lock = threading.Lock()
+        self._connections: list[_Connections] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="eagerstep-checkpoint", daemon=True)
         self._thread.start()
 
-    # kinds of queue items
-    _NOW, _TIMER, _RETRY, _CALL = 0, 1, 2, 3
+    # -- called from any thread
+
+    def wake(self, checkpointer: RunCheckpointer) -> None:
+        self._queue.put((_K_NOW, checkpointer, 0.0, 0))
+
+    def wake_at(self, checkpointer: RunCheckpointer, deadline: float, token: int) -> None:
+        self._queue.put((_K_TIMER, checkpointer, deadline, token))
 
     def post_for_loop(self, job: _Job) -> concurrent.futures.Future[tuple[str, str]]:
-        """One HTTP attempt on this thread for a loop's sender (its result resolves the future)."""
+        """One HTTP attempt for a loop's sender; the future resolves with its outcome."""
         call = _Call(job)
         if self._stopping:
             call.future.set_result((_RETRY, "the checkpoint sender is shutting down"))
         else:
-            self._queue.put((call, 0.0, self._CALL, 0))
+            self._submit(lambda connections: call.run(lambda j: _post(connections, j)))
         return call.future
 
-    def wake(self, checkpointer: RunCheckpointer) -> None:
-        self._queue.put((checkpointer, 0.0, self._NOW, 0))
-
-    def wake_at(self, checkpointer: RunCheckpointer, deadline: float, token: int) -> None:
-        self._queue.put((checkpointer, deadline, self._TIMER, token))
-
     def stop(self, timeout: float) -> None:
+        """Finish what is queued (retries are made due now), within ``timeout``; then stop."""
         self._stopping = True
-        self._queue.put((None, 0.0, self._NOW, 0))
+        self._queue.put((_K_STOP, None, 0.0, 0))
         self._thread.join(timeout)
-        if not self._thread.is_alive():
-            self._connections.close()
+        with self._workers_lock:
+            workers = list(self._workers)
+        for _ in workers:
+            self._work.put(None)
+        deadline = time.monotonic() + max(0.1, timeout)
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if not any(w.is_alive() for w in workers):
+            for connections in self._connections:
+                connections.close()
+
+    # -- the workers
+
+    def _submit(self, task: Callable[[_Connections], None]) -> None:
+        with self._workers_lock:
+            if self._idle == 0 and len(self._workers) < self.HTTP_WORKERS:
+                worker = threading.Thread(
+                    target=self._work_loop,
+                    name=f"eagerstep-checkpoint-http-{len(self._workers)}",
+                    daemon=True,
+                )
+                self._workers.append(worker)
+                self._idle += 1
+                worker.start()
+        self._work.put(task)
+
+    def _work_loop(self) -> None:
+        connections = _Connections()
+        with self._workers_lock:
+            self._connections.append(connections)
+        while True:
+            task = self._work.get()
+            if task is None:
+                return
+            with self._workers_lock:
+                self._idle -= 1
+            try:
+                task(connections)
+            except Exception:  # never let one run's trouble stop the sender
+                logger.exception("checkpoint sender: unexpected error")
+            finally:
+                with self._workers_lock:
+                    self._idle += 1
+
+    def _attempt(self, connections: _Connections, checkpointer: RunCheckpointer, job: _Job) -> None:
+        try:
+            outcome, detail = _post(connections, job)
+            if outcome == _AUTH and checkpointer._use_fallback_key():
+                job.use_fallback = True
+                outcome, detail = _post(connections, job)
+            if outcome == _AUTH:
+                outcome = _FATAL
+        except Exception as exc:
+            outcome, detail = _FATAL, f"{type(exc).__name__}: {exc}"
+        self._queue.put((_K_DONE, _Done(checkpointer, job, outcome, detail), 0.0, 0))
+
+    # -- the scheduler
 
     def _run(self) -> None:
-        ready: deque[tuple[RunCheckpointer | _Call, int, int]] = deque()
-        timers: list[tuple[float, int, RunCheckpointer | _Call, int, int]] = []
+        ready: deque[tuple[RunCheckpointer, int, int]] = deque()
+        timers: list[tuple[float, int, RunCheckpointer, int, int]] = []
         sequence = itertools.count()
         while True:
-            if self._stopping and not ready and not timers:
+            if self._stopping and not ready and not timers and not self._busy:
                 return
             if ready:
                 wait: float | None = 0.0
@@ -710,14 +788,14 @@ class _ThreadSender(_Sender):
             except queue.Empty:
                 item = None
             while item is not None:
-                checkpointer, deadline, kind, token = item
-                if checkpointer is None:
-                    if not ready and not timers:
-                        return
-                elif kind in (self._NOW, self._CALL):
-                    ready.append((checkpointer, kind, token))
-                else:
-                    heapq.heappush(timers, (deadline, next(sequence), checkpointer, kind, token))
+                kind, obj, deadline, token = item
+                if kind == _K_NOW:
+                    ready.append((obj, kind, token))
+                elif kind in (_K_TIMER, _K_RETRY):
+                    heapq.heappush(timers, (deadline, next(sequence), obj, kind, token))
+                elif kind == _K_DONE:
+                    self._busy -= 1
+                    self._done(obj, ready, timers, sequence)
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -726,58 +804,56 @@ class _ThreadSender(_Sender):
             while timers and (timers[0][0] <= now or self._stopping):  # stopping: due now
                 _, _, checkpointer, kind, token = heapq.heappop(timers)
                 ready.append((checkpointer, kind, token))
-            if self._stopping and not ready and not timers:
-                return
-            if not ready:
-                continue
-            checkpointer, kind, token = ready.popleft()
-            if isinstance(checkpointer, _Call):
-                checkpointer.run(self._post)
-                continue
-            try:
-                delay = self._service(checkpointer, kind, token)
-            except Exception:  # never let one run's trouble stop the process's sender
-                logger.exception("checkpoint sender: unexpected error")
-                continue
+            while ready:
+                checkpointer, kind, token = ready.popleft()
+                try:
+                    job = checkpointer._next_job(
+                        retry=kind == _K_RETRY, timer=token if kind == _K_TIMER else 0
+                    )
+                except Exception:
+                    logger.exception("checkpoint sender: unexpected error")
+                    continue
+                if job is not None:
+                    self._busy += 1
+                    self._submit(functools.partial(self._attempt, checkpointer=checkpointer, job=job))
+
+    def _done(
+        self,
+        done: _Done,
+        ready: deque[tuple[RunCheckpointer, int, int]],
+        timers: list[tuple[float, int, RunCheckpointer, int, int]],
+        sequence: itertools.count[int],
+    ) -> None:
+        checkpointer = done.checkpointer
+        try:
+            delay = checkpointer._finish(done.job, done.outcome, done.detail)
             if delay is not None:
-                heapq.heappush(
-                    timers, (time.monotonic() + delay, next(sequence), checkpointer, self._RETRY, 0)
-                )
+                heapq.heappush(timers, (time.monotonic() + delay, next(sequence), checkpointer, _K_RETRY, 0))
             elif checkpointer._more():
-                ready.append((checkpointer, self._NOW, 0))
+                ready.append((checkpointer, _K_NOW, 0))
+        except Exception:
+            logger.exception("checkpoint sender: unexpected error")
 
-    def _service(self, checkpointer: RunCheckpointer, kind: int, token: int) -> float | None:
-        job = checkpointer._next_job(retry=kind == self._RETRY, timer=token if kind == self._TIMER else 0)
-        if job is None:
-            return None
-        outcome, detail = self._post(job)
-        if outcome == _AUTH and checkpointer._use_fallback_key():
-            job.use_fallback = True
-            outcome, detail = self._post(job)
-        if outcome == _AUTH:
-            outcome = _FATAL
-        return checkpointer._finish(job, outcome, detail)
 
-    def _post(self, job: _Job) -> tuple[str, str]:
-        try:
-            body = job.target.body(job.ops)
-        except (TypeError, ValueError) as exc:
-            return _FATAL, f"a step output is not JSON: {exc}"
-        try:
-            status = self._connections.post(
-                job.target.url, body, job.target.headers(job.use_fallback), job.timeout
-            )
-        except TimeoutError:
-            return _RETRY, "timed out"
-        except (OSError, http.client.HTTPException) as exc:
-            return _RETRY, f"{type(exc).__name__}: {exc}"
-        return _classify(status), f"HTTP {status}"
+def _post(connections: _Connections, job: _Job) -> tuple[str, str]:
+    """One HTTP attempt; its outcome class and a short description."""
+    try:
+        body = job.target.body(job.ops)
+    except (TypeError, ValueError) as exc:
+        return _FATAL, f"a step output is not JSON: {exc}"
+    try:
+        status = connections.post(job.target.url, body, job.target.headers(job.use_fallback), job.timeout)
+    except TimeoutError:
+        return _RETRY, "timed out"
+    except (OSError, http.client.HTTPException) as exc:
+        return _RETRY, f"{type(exc).__name__}: {exc}"
+    return _classify(status), f"HTTP {status}"
 
 
 class _LoopSender(_Sender):
     """One asyncio task per event loop: it starts each flush as a child task, which waits out
-    retries with ``asyncio.sleep`` and awaits each HTTP attempt made on the process's sender
-    thread (the loop spends no CPU on HTTP, and an attempt costs far less there; see
+    retries with ``asyncio.sleep`` and awaits each HTTP attempt made by the process sender's
+    workers (the loop spends no CPU on HTTP, and an attempt costs far less there; see
     :class:`_Connections`)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:

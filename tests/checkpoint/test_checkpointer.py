@@ -282,6 +282,19 @@ def test_many_runs_share_the_sender(orchestrator: RecordingOrchestrator) -> None
         assert list(stored) == [hash_step_id(f"s{i}") for i in range(20)] and stored.duplicates == {}
 
 
+def test_a_slow_call_does_not_hold_up_other_runs(orchestrator: RecordingOrchestrator) -> None:
+    gate = orchestrator.hold(f"{CKPT}slow-run")
+    slow = RunCheckpointer.sync(target(orchestrator.url, "slow-run"), FAST)
+    slow.push(op(0))
+    assert orchestrator.wait_received(f"{CKPT}slow-run", 1)
+    quick = RunCheckpointer.sync(target(orchestrator.url, "quick-run"), FAST)
+    quick.push(op(1))
+    assert quick.flush(timeout=5) == []  # while the slow run's call is still held
+    assert slow.in_flight
+    gate.set()
+    assert slow.flush(timeout=5) == []
+
+
 def test_shutdown_then_lazily_restarted(orchestrator: RecordingOrchestrator) -> None:
     ckpt = RunCheckpointer.sync(target(orchestrator.url), FAST)
     ckpt.push(op(0))
