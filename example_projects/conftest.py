@@ -48,13 +48,18 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0, server:
 
 def answers(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=1.0).status_code < 500
+        return httpx.get(url, timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    """The test process's environment without settings meant for other apps, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("INNGEST_", "FLASK_")) and k != "DJANGO_SETTINGS_MODULE"
+    }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
@@ -181,6 +186,12 @@ class Engine:
 
     def timers(self, run_id: str) -> list[dict[str, Any]]:
         return [t for t in self.http.get("/v1/dev/timers").json()["data"] if t["run_id"] == run_id]
+
+
+@pytest.fixture(scope="session")
+def child_env() -> Callable[..., dict[str, str]]:
+    """``child_env(KEY=value, ...)``: the environment for a child process (see ``clean_env``)."""
+    return clean_env
 
 
 @pytest.fixture(scope="session")

@@ -442,6 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DemoError as error:
         print(f"demo: {error}", file=sys.stderr)
         return 1
+    except httpx.HTTPError as error:
+        print(f"demo: the engine stopped answering: {error}", file=sys.stderr)
+        return 1
     finally:
         signal.alarm(0)
     return 0

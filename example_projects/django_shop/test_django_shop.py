@@ -3,7 +3,6 @@ processes (Django settings belong to those processes, not to the test run), real
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -32,9 +31,8 @@ pytestmark = [pytest.mark.django, pytest.mark.engine, pytest.mark.timeout(90)]
 
 
 def manage(env: dict[str, str], *args: str) -> str:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("INNGEST_", "DJANGO_"))} | env
     done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=HERE, env=full, capture_output=True, text=True, timeout=60
+        [sys.executable, "manage.py", *args], cwd=HERE, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr
@@ -43,6 +41,8 @@ def manage(env: dict[str, str], *args: str) -> str:
 @pytest.fixture(scope="module")
 def settings(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {
+        # Explicit: the test process may carry another project's DJANGO_SETTINGS_MODULE.
+        "DJANGO_SETTINGS_MODULE": "shop_project.settings",
         "INNGEST_DEV": engine.url,
         "SHOP_DATABASE": str(tmp_path_factory.mktemp("shop") / "shop.sqlite3"),
         "SHOP_FOLLOW_UP_DELAY": "1h",  # the tests fire the timer instead of waiting
@@ -50,8 +50,8 @@ def settings(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 
 
 @pytest.fixture(scope="module")
-def shop(engine: Any, serve: Any, settings: dict[str, str]) -> Any:
-    migrated = manage(settings, "migrate", "--no-input")
+def shop(engine: Any, serve: Any, settings: dict[str, str], child_env: Any) -> Any:
+    migrated = manage(child_env(**settings), "migrate", "--no-input")
     assert "Applying shop.0002_seed_products... OK" in migrated
     server = serve(
         "django-shop",

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.flask, pytest.mark.engine, pytest.mark.timeout(60)]
 
 @pytest.fixture(scope="module")
 def settings(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The environment the app and its CLI run with: the engine's URL and a fresh SQLite file."""
+    """What the app and its CLI run with: the engine's URL and a fresh SQLite file."""
     return {
         "INNGEST_DEV": engine.url,
         "FLASK_DATABASE": str(tmp_path_factory.mktemp("flask") / "onboarding.sqlite3"),
@@ -45,10 +45,17 @@ def app(engine: Any, serve: Any, settings: dict[str, str]) -> Any:
     return server
 
 
-def flask_cli(settings: dict[str, str], *args: str) -> str:
-    import os
+@pytest.fixture(scope="module")
+def flask_cli(settings: dict[str, str], child_env: Any) -> Any:
+    """``flask_cli("eagerstep", "list")``: run ``flask --app app ...`` as the README does; its stdout."""
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")} | settings
+    def run(*args: str) -> str:
+        return run_flask(child_env(**settings), *args)
+
+    return run
+
+
+def run_flask(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", *args],
         cwd=HERE,
@@ -102,10 +109,8 @@ def test_a_failed_request_sends_no_event(engine: Any, app: Any) -> None:
     assert onboard_runs() == before + 1
 
 
-def test_flask_eagerstep_send_command(engine: Any, app: Any, settings: dict[str, str]) -> None:
-    out = flask_cli(
-        settings, "eagerstep", "send", "app/user.invited", "--data", '{"email": "bob@example.com"}'
-    )
+def test_flask_eagerstep_send_command(engine: Any, app: Any, flask_cli: Any) -> None:
+    out = flask_cli("eagerstep", "send", "app/user.invited", "--data", '{"email": "bob@example.com"}')
     (event_id,) = out.split()
     run = engine.wait_run(engine.run_of(event_id)["run_id"])
     assert run["status"] == "Completed"
@@ -113,11 +118,11 @@ def test_flask_eagerstep_send_command(engine: Any, app: Any, settings: dict[str,
     assert {"email": "bob@example.com", "subject": "You are invited"} in get(app.url + "/outbox")
 
 
-def test_own_invite_command(engine: Any, app: Any, settings: dict[str, str]) -> None:
-    out = flask_cli(settings, "invite", "cy@example.com", "dee@example.com")
+def test_own_invite_command(engine: Any, app: Any, flask_cli: Any) -> None:
+    out = flask_cli("invite", "cy@example.com", "dee@example.com")
     sent = dict(line.split("\t") for line in out.splitlines())
     assert set(sent) == {"cy@example.com", "dee@example.com"}
     for email, event_id in sent.items():
         run = engine.wait_run(engine.run_of(event_id)["run_id"])
         assert run["status"] == "Completed" and run["output"]["email"] == email
-    assert "flask-onboarding-invite-user\tevent app/user.invited" in flask_cli(settings, "eagerstep", "list")
+    assert "flask-onboarding-invite-user\tevent app/user.invited" in flask_cli("eagerstep", "list")
