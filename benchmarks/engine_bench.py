@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import uvicorn
@@ -114,7 +113,9 @@ async def main(args: argparse.Namespace) -> None:
         try:
             port = free_port()
             processes.append(
-                subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "engine_bench_app.py"), str(port), engine_url])
+                subprocess.Popen(
+                    [sys.executable, str(ROOT / "benchmarks" / "engine_bench_app.py"), str(port), engine_url]
+                )
             )
             app_url = f"http://127.0.0.1:{port}/api/inngest"
             await wait_up(app_url)
@@ -137,7 +138,10 @@ async def main(args: argparse.Namespace) -> None:
             print(f"10-step run, event accepted -> run completed, {args.latency_runs} sequential runs")
             print("| app | median ms | p90 ms | vs eagerstep checkpointing |")
             print("|---|---|---|---|")
-            rows = [("eagerstep checkpointing", "bench/steps10-ckpt"), ("eagerstep standard", "bench/steps10-std")]
+            rows = [
+                ("eagerstep checkpointing", "bench/steps10-ckpt"),
+                ("eagerstep standard", "bench/steps10-std"),
+            ]
             if ts_name:
                 rows.append(("TypeScript SDK (checkpointing)", ts_name))
             base = None
@@ -150,7 +154,10 @@ async def main(args: argparse.Namespace) -> None:
             print("| app | runs/s | vs standard |")
             print("|---|---|---|")
             results = {}
-            for label, name in [("eagerstep checkpointing", "bench/steps3-ckpt"), ("eagerstep standard", "bench/steps3-std")]:
+            for label, name in [
+                ("eagerstep checkpointing", "bench/steps3-ckpt"),
+                ("eagerstep standard", "bench/steps3-std"),
+            ]:
                 results[label] = await driver.throughput(name, args.runs, args.concurrency)
             for label, value in results.items():
                 print(f"| {label} | {value:.0f} | {value / results['eagerstep standard']:.2f}x |")
