@@ -47,6 +47,7 @@ WAIT_TIMEOUT = "wait_timeout"
 INVOKE_TIMEOUT = "invoke_timeout"
 CANCEL_TIMEOUT = "cancel_timeout"
 CRON = "cron"
+RUN_TIMEOUT = "run_timeout"
 #: Queue kinds that ``fire_timers`` moves to "now" by default (cancel windows and cron stay).
 FIRE_DEFAULT_KINDS = frozenset({SLEEP, WAIT_TIMEOUT, INVOKE_TIMEOUT, CALL})
 
@@ -586,13 +587,62 @@ class Engine:
             if fn is not None:
                 self._create_run(fn, [event])
             return True
-        for fn, expression in self._exact_triggers.get(name, []):
+        candidates = list(self._exact_triggers.get(name, []))
+        candidates += [(fn, expr) for pattern, fn, expr in self._wild_triggers if pattern.match(name)]
+        for fn, expression in candidates:
             if expressions.matches(expression, event=event):
-                self._create_run(fn, [event])
-        for pattern, fn, expression in self._wild_triggers:
-            if pattern.match(name) and expressions.matches(expression, event=event):
-                self._create_run(fn, [event])
+                keys = self._admit(fn, event)
+                if keys is not None:
+                    self._create_run(fn, [event], keys)
         return True
+
+    def _admit(self, fn: FunctionInfo, event: dict[str, Any]) -> list[tuple[str, str]] | None:
+        """Idempotency, rate limit and singleton: None when ``event`` may not start a run of ``fn``,
+        else the keys to record for the new run."""
+        config, db, now = fn.config, self.db, self.clock.now()
+        keys: list[tuple[str, str]] = []
+        if config.idempotency:
+            key = expressions.evaluate_key(config.idempotency, event=event)
+            if db.one(
+                "SELECT 1 FROM run_keys"
+                " WHERE function_id=? AND kind='idempotency' AND key=? AND created_at>?",
+                (fn.id, key, now - 86400),
+            ):
+                return None
+            keys.append(("idempotency", key))
+        if config.rateLimit and config.rateLimit.limit > 0:
+            limit = config.rateLimit
+            key = expressions.evaluate_key(limit.key, event=event) if limit.key else ""
+            try:
+                period = protocol.parse_duration(limit.period).total_seconds()
+            except ValueError:
+                period = 60.0
+            row = db.one(
+                "SELECT COUNT(*) FROM run_keys"
+                " WHERE function_id=? AND kind='rate' AND key=? AND created_at>?",
+                (fn.id, key, now - period),
+            )
+            if row is not None and row[0] >= limit.limit:
+                return None
+            keys.append(("rate", key))
+        if config.singleton:
+            key = expressions.evaluate_key(config.singleton.key, event=event) if config.singleton.key else ""
+            active = [
+                self.runs[rid]
+                for (rid,) in db.all(
+                    "SELECT run_id FROM run_keys WHERE function_id=? AND kind='singleton' AND key=?",
+                    (fn.id, key),
+                )
+                if rid in self.runs
+            ]
+            if active and config.singleton.mode == "skip":
+                return None
+            for run in active:
+                self._finish_run(
+                    run, CANCELLED, error={"name": "Cancelled", "message": "replaced (singleton)"}
+                )
+            keys.append(("singleton", key))
+        return keys
 
     def _emit(self, name: str, data: dict[str, Any], target: FunctionInfo | None = None) -> dict[str, Any]:
         event = {
@@ -640,7 +690,9 @@ class Engine:
 
     # ------------------------------------------------------------------ runs
 
-    def _create_run(self, fn: FunctionInfo, events: list[dict[str, Any]]) -> RunState:
+    def _create_run(
+        self, fn: FunctionInfo, events: list[dict[str, Any]], keys: Iterable[tuple[str, str]] = ()
+    ) -> RunState:
         now = self.clock.now()
         run = RunState(new_id(), fn.id, events, RUNNING, now)
         meta = events[0].get("data", {}).get("_inngest")
@@ -652,6 +704,17 @@ class Engine:
             (run.id, fn.id, events[0]["id"], dumps(events), RUNNING, now, run.state_json()),
         )
         self.runs[run.id] = run
+        for kind, key in keys:
+            self.db.execute(
+                "INSERT INTO run_keys(run_id, function_id, kind, key, created_at) VALUES (?,?,?,?,?)",
+                (run.id, fn.id, kind, key, now),
+            )
+        if fn.config.timeouts and fn.config.timeouts.finish:
+            try:
+                finish = protocol.parse_duration(fn.config.timeouts.finish).total_seconds()
+                self._enqueue(RUN_TIMEOUT, run.id, now + finish, {})
+            except ValueError:
+                log.warning("function %s: ignoring invalid timeouts.finish", fn.id)
         self._enqueue(CALL, run.id, now, {"step_id": "step", "attempt": 0})
         for cancel in fn.config.cancel or []:
             timer_id = None
@@ -886,6 +949,9 @@ class Engine:
                         }
                     }
                     self._resolve_step(run, item.payload["step_id"], memo, "InvokeFunction")
+            elif item.kind == RUN_TIMEOUT:
+                error = {"name": "FunctionTimeout", "message": "the run exceeded timeouts.finish"}
+                self._finish_run(run, CANCELLED, error=error)
             elif item.kind == CANCEL_TIMEOUT:
                 wait = self._waits.get(item.payload["wait_id"])
                 if wait is not None:
@@ -1375,6 +1441,14 @@ class Engine:
             run.force_plan = True
         if discover and not retried:
             self._discover(run)
+        elif not retried and not new_pending and not run.pending:
+            # Nothing ran, nothing is planned or waiting: without this the run would hang forever.
+            error = {
+                "name": "NoProgress",
+                "message": "the app answered 206 without any op the run can continue from",
+            }
+            self._function_error(item, run, fn, error, False, None)
+            return
         self._save_run(run)
 
     def _invoke(self, run: RunState, fn: FunctionInfo, op: protocol.GeneratorOp, now: float) -> None:

@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS waits (
     payload TEXT NOT NULL, created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS waits_by_run ON waits(run_id);
+CREATE TABLE IF NOT EXISTS run_keys (
+    run_id TEXT NOT NULL, function_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS run_keys_by_key ON run_keys(function_id, kind, key, created_at);
 """
 
 FINAL_STATUSES = ("Completed", "Failed", "Cancelled")

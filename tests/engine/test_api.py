@@ -511,3 +511,53 @@ def test_dashboard_and_cli(
     )
     detail = api.http.get(f"/runs/{run['run_id']}")
     assert detail.status_code == 200 and "Completed" in detail.text
+
+
+def test_idempotency_rate_limit_and_singleton(api: EngineClient) -> None:
+    release = threading.Event()
+
+    def handle(
+        body: dict[str, Any], headers: dict[str, str], query: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        if body["event"]["name"] == "adm/single":
+            release.wait(5)
+        return ok(body["event"]["data"], 200)
+
+    app = ScriptedApp(handle)
+    with wsgi_app_server(app) as origin:
+        register(
+            api,
+            origin + "/a",
+            {"slug": "idem", "triggers": [{"event": "adm/idem"}], "idempotency": "event.data.k"},
+        )
+        register(
+            api,
+            origin + "/b",
+            {"slug": "rate", "triggers": [{"event": "adm/rate"}], "rateLimit": {"limit": 2, "period": "1h"}},
+            app="rate",
+        )
+        register(
+            api,
+            origin + "/c",
+            {"slug": "single", "triggers": [{"event": "adm/single"}], "singleton": {"mode": "skip"}},
+            app="single",
+        )
+        first, again, other = (api.send("adm/idem", {"k": k}) for k in ("x", "x", "y"))
+        assert api.wait_run(first)["status"] == api.wait_run(other)["status"] == "Completed"
+        assert api.runs_of(again) == []
+        rated = [api.send("adm/rate", {"i": i}) for i in range(3)]
+        assert [len(api.runs_of(e)) for e in rated] == [1, 1, 0]
+        running = api.send("adm/single", {"i": 1})
+        skipped = api.send("adm/single", {"i": 2})
+        assert api.runs_of(skipped) == []
+        release.set()
+        assert api.wait_run(running)["status"] == "Completed"
+
+
+def test_empty_reply_without_pending_work_fails_readably(api: EngineClient) -> None:
+    app = ScriptedApp(lambda body, headers, query: ok([]))
+    with wsgi_app_server(app) as origin:
+        register(api, origin + "/api", {"slug": "fn", "triggers": [{"event": "empty/run"}], "retries": 1})
+        run = api.wait_run(api.send("empty/run"))
+    assert run["status"] == "Failed" and "without any op" in run["error"]["message"]
+    assert len(app.calls) == 2
