@@ -561,3 +561,23 @@ def test_empty_reply_without_pending_work_fails_readably(api: EngineClient) -> N
         run = api.wait_run(api.send("empty/run"))
     assert run["status"] == "Failed" and "without any op" in run["error"]["message"]
     assert len(app.calls) == 2
+
+
+def test_sleep_on_the_real_clock(api: EngineClient) -> None:
+    nap = protocol.hash_step_id("nap")
+
+    def handle(
+        body: dict[str, Any], headers: dict[str, str], query: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        if nap in body["steps"]:
+            return ok({"slept": body["steps"][nap]}, 200)
+        return ok([{"op": "Sleep", "id": nap, "name": "nap", "opts": {"duration": "300ms"}}])
+
+    app = ScriptedApp(handle)
+    with wsgi_app_server(app) as origin:
+        register(api, origin + "/api", {"slug": "fn", "triggers": [{"event": "real/sleep"}]})
+        started = time.monotonic()
+        run = api.wait_run(api.send("real/sleep"))
+        assert time.monotonic() - started >= 0.3
+    assert run["output"] == {"slept": None} and run["steps"][0]["op"] == "Sleep"
+    assert run["steps"][0]["duration_ms"] >= 300
