@@ -48,6 +48,8 @@ INVOKE_TIMEOUT = "invoke_timeout"
 CANCEL_TIMEOUT = "cancel_timeout"
 CRON = "cron"
 RUN_TIMEOUT = "run_timeout"
+DEBOUNCE = "debounce"
+BATCH = "batch"
 #: Queue kinds that ``fire_timers`` moves to "now" by default (cancel windows and cron stay).
 FIRE_DEFAULT_KINDS = frozenset({SLEEP, WAIT_TIMEOUT, INVOKE_TIMEOUT, CALL})
 
@@ -87,6 +89,13 @@ def next_cron_time(expression: str, after: float) -> float:
         tz = ZoneInfo(zone.split("=", 1)[1])
     base = datetime.fromtimestamp(after, tz)
     return float(croniter(text.strip(), base).get_next(float))
+
+
+def _seconds(text: str | None, default: float) -> float:
+    try:
+        return protocol.parse_duration(text).total_seconds() if text else default
+    except ValueError:
+        return default
 
 
 def _wildcard(pattern: str) -> re.Pattern[str]:
@@ -591,6 +600,12 @@ class Engine:
         candidates += [(fn, expr) for pattern, fn, expr in self._wild_triggers if pattern.match(name)]
         for fn, expression in candidates:
             if expressions.matches(expression, event=event):
+                if fn.config.debounce is not None:
+                    self._debounce(fn, event)
+                    continue
+                if fn.config.batchEvents is not None and fn.config.batchEvents.maxSize > 1:
+                    self._batch(fn, event)
+                    continue
                 keys = self._admit(fn, event)
                 if keys is not None:
                     self._create_run(fn, [event], keys)
@@ -643,6 +658,54 @@ class Engine:
                 )
             keys.append(("singleton", key))
         return keys
+
+    def _grouped_item(self, kind: str, fn: FunctionInfo, key: str) -> QueueItem | None:
+        for item in self._items.values():
+            if item.kind == kind and item.payload["function_id"] == fn.id and item.payload["key"] == key:
+                return item
+        return None
+
+    def _debounce(self, fn: FunctionInfo, event: dict[str, Any]) -> None:
+        """Delay the run until ``period`` passes without another event (or ``timeout`` since the first)."""
+        config = fn.config.debounce
+        assert config is not None
+        now = self.clock.now()
+        key = expressions.evaluate_key(config.key, event=event) if config.key else ""
+        period = _seconds(config.period, 1.0)
+        item = self._grouped_item(DEBOUNCE, fn, key)
+        if item is None:
+            payload = {"function_id": fn.id, "key": key, "event": event, "first_at": now}
+            self._enqueue(DEBOUNCE, None, now + period, payload)
+            return
+        due = now + period
+        if config.timeout:
+            due = min(due, item.payload["first_at"] + _seconds(config.timeout, period))
+        item.payload["event"] = event
+        item.due_at = due
+        self.db.execute(
+            "UPDATE queue SET due_at=?, payload=? WHERE id=?", (due, dumps(item.payload), item.id)
+        )
+        self._schedule(item)
+
+    def _batch(self, fn: FunctionInfo, event: dict[str, Any]) -> None:
+        """Collect events into one run: at ``maxSize`` events, or ``timeout`` after the first."""
+        config = fn.config.batchEvents
+        assert config is not None
+        if config.if_ and not expressions.matches(config.if_, event=event):
+            self._create_run(fn, [event])
+            return
+        now = self.clock.now()
+        key = expressions.evaluate_key(config.key, event=event) if config.key else ""
+        item = self._grouped_item(BATCH, fn, key)
+        if item is None:
+            payload = {"function_id": fn.id, "key": key, "events": [event]}
+            item = self._enqueue(BATCH, None, now + _seconds(config.timeout, 1.0), payload)
+        else:
+            item.payload["events"].append(event)
+            self.db.execute("UPDATE queue SET payload=? WHERE id=?", (dumps(item.payload), item.id))
+        if len(item.payload["events"]) >= config.maxSize:
+            self._delete_item(item)
+            self._create_run(fn, item.payload["events"])
 
     def _emit(self, name: str, data: dict[str, Any], target: FunctionInfo | None = None) -> dict[str, Any]:
         event = {
@@ -930,6 +993,11 @@ class Engine:
             run = self.runs.get(item.run_id) if item.run_id else None
             if item.kind == CRON:
                 self._fire_cron(item)
+            elif item.kind in (DEBOUNCE, BATCH):
+                fn = self.functions.get(item.payload["function_id"])
+                if fn is not None:
+                    events = [item.payload["event"]] if item.kind == DEBOUNCE else item.payload["events"]
+                    self._create_run(fn, events)
             elif run is None:
                 return
             elif item.kind == SLEEP:

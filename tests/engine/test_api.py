@@ -581,3 +581,35 @@ def test_sleep_on_the_real_clock(api: EngineClient) -> None:
         assert time.monotonic() - started >= 0.3
     assert run["output"] == {"slept": None} and run["steps"][0]["op"] == "Sleep"
     assert run["steps"][0]["duration_ms"] >= 300
+
+
+def test_debounce_and_batch_events(tmp_path: Path) -> None:
+    from eagerstep.engine import ManualClock
+
+    clock = ManualClock()
+    app = ScriptedApp(lambda body, headers, query: ok([e["data"]["i"] for e in body["events"]], 200))
+    with EngineServer(tmp_path / "d.db", clock=clock) as engine, wsgi_app_server(app) as origin:
+        api = EngineClient(engine.url)
+        register(
+            api,
+            origin + "/a",
+            {"slug": "deb", "triggers": [{"event": "db/e"}], "debounce": {"period": "10s"}},
+        )
+        batch = {
+            "slug": "bat",
+            "triggers": [{"event": "bt/e"}],
+            "batchEvents": {"maxSize": 3, "timeout": "1m"},
+        }
+        register(api, origin + "/b", batch, app="batch")
+        ids = [api.send("db/e", {"i": i}) for i in range(3)]
+        clock.advance(5)
+        assert app.calls == [] and all(api.runs_of(e) == [] for e in ids)
+        clock.advance(10)
+        wait_for(lambda: api.runs_of(ids[-1]))
+        assert api.wait_run(ids[-1])["output"] == [2]  # one run, with the last event
+        batched = [api.send("bt/e", {"i": i}) for i in range(4)]
+        assert api.wait_run(batched[0])["output"] == [0, 1, 2]
+        assert api.runs_of(batched[3]) == []
+        assert api.fire_timers(kinds=["batch"]) == 1
+        assert api.wait_run(batched[3])["output"] == [3]
+        api.close()
