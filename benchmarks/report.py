@@ -185,6 +185,28 @@ def markdown(results: dict[str, Any]) -> str:
             add(f"| {LABELS.get(fw, fw)} | " + " | ".join(cells) + " |")
     add("")
 
+    # ---------------------------------------------------------------- breakdown
+    add("### Where the time goes, checkpointing (`def`), ms")
+    add("")
+    add(
+        "Per run, from the same runs: *accepted → function starts* (engine dispatch, the HTTP call, the"
+        " framework, parsing the call request), *step loop* (the function's N `step.run` calls), and"
+        " *loop end → completed* (building the 206 reply, settling an in-flight checkpoint call, the"
+        " reply's trip back, the engine applying it). Medians of each part, so they need not add up exactly."
+    )
+    add("")
+    add("| app | N | accepted → function starts | step loop | loop end → completed | whole |")
+    add("|---|---:|---:|---:|---:|---:|")
+    for fw in EAGERSTEP:
+        for n in _steps(results):
+            parts = [
+                _lat(results, fw, f"cp/{n}", field)
+                for field in ("accept_to_start_ms", "loop_ms", "after_loop_ms", "e2e_ms")
+            ]
+            if parts[0]:
+                add(f"| {LABELS[fw]} | {n} | " + " | ".join(_cell(p, 2) for p in parts) + " |")
+    add("")
+
     # ---------------------------------------------------------------- I/O steps
     io_rows = [fw for fw in fws if _lat(results, fw, "io-std/10") or _lat(results, fw, "io-cp/10")]
     if io_rows:
@@ -284,6 +306,14 @@ def markdown(results: dict[str, Any]) -> str:
     add("")
 
     # ---------------------------------------------------------------- throughput
+    if any(d.get("throughput") for d in fws.values()):
+        _throughput(results, add)
+    _memory(results, add)
+    return "\n".join(lines) + "\n"
+
+
+def _throughput(results: dict[str, Any], add: Any) -> None:
+    fws = results["frameworks"]
     add("## Engine throughput: 3-step function, completed runs/s")
     add("")
     if fws:
@@ -316,7 +346,9 @@ def markdown(results: dict[str, Any]) -> str:
         )
     add("")
 
-    # ---------------------------------------------------------------- memory
+
+def _memory(results: dict[str, Any], add: Any) -> None:
+    fws = results["frameworks"]
     add("## Peak memory (VmHWM, MiB)")
     add("")
     add(
@@ -330,12 +362,10 @@ def markdown(results: dict[str, Any]) -> str:
         mem = data.get("memory_kib", {})
         engine = mem.get("engine", {}).get("VmHWM")
         app = mem.get("app", {}).get("VmHWM")
-        add(
-            f"| {LABELS.get(fw, fw)} | {engine / 1024:.1f} |" if engine else f"| {LABELS.get(fw, fw)} | – |",
-        )
-        lines[-1] += f" {app / 1024:.1f} |" if app else " – |"
+        engine_text = f"{engine / 1024:.1f}" if engine else "–"
+        app_text = f"{app / 1024:.1f}" if app else "–"
+        add(f"| {LABELS.get(fw, fw)} | {engine_text} | {app_text} |")
     add("")
-    return "\n".join(lines) + "\n"
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

@@ -61,7 +61,7 @@ SERVERS = {
     "inngest-flask": "werkzeug threaded (WSGI)",
     "typescript": "express (node)",
 }
-WAIT_TIMEOUT = 120.0
+WAIT_TIMEOUT = 60.0
 
 
 @dataclass
@@ -209,7 +209,7 @@ class Stack:
         )
         wall = time.perf_counter() - t0
         if reply.status_code != 200:
-            raise RuntimeError(f"{name}: no run finished within {WAIT_TIMEOUT}s ({reply.text})")
+            raise RuntimeError(f"{name}: no run finished within {WAIT_TIMEOUT}s; {self.describe(event_id)}")
         figures: dict[str, Any] = reply.json()
         figures["client_ms"] = wall * 1000
         if figures["status"] != "Completed":
@@ -217,6 +217,18 @@ class Stack:
                 f"{name}: run {figures['run_id']} ended {figures['status']}: {figures.get('error')}"
             )
         return figures
+
+    def describe(self, event_id: str) -> str:
+        """What the engine says about the runs of an event (for error messages)."""
+        try:
+            runs = self.http.get(f"/v1/events/{event_id}/runs").json().get("data") or []
+            if not runs:
+                return f"event {event_id} has no run"
+            run = self.http.get(f"/v1/runs/{runs[0]['run_id']}").json().get("data") or {}
+            steps = [(s.get("name"), s.get("status")) for s in run.get("steps", [])]
+            return f"run {run.get('run_id')} is {run.get('status')}; steps {steps[:12]}"
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            return f"(the engine could not be asked: {exc})"
 
     def throughput(self, name: str, runs: int, concurrency: int) -> dict[str, Any]:
         reply = self.http.post(
@@ -387,6 +399,12 @@ def summarise_run(figures: dict[str, Any], n: int) -> dict[str, Any]:
     if isinstance(output, dict) and "started" in output:
         # the function's last (in checkpointing mode: only) invocation started -> run completed
         run["start_to_end_ms"] = (figures["ended_at"] - output["started"]) * 1000
+        # where the time goes: accepted -> function starts (engine dispatch, HTTP, framework, request
+        # parsing), the step loop, and loop end -> run completed (reply, engine applies it)
+        run["accept_to_start_ms"] = (output["started"] - figures["created_at"]) * 1000
+        if "loop_ns" in output:
+            run["loop_ms"] = output["loop_ns"] / 1e6
+            run["after_loop_ms"] = run["start_to_end_ms"] - run["loop_ms"] - output.get("body_ns", 0) / 1e6
     return run
 
 
@@ -414,9 +432,8 @@ def microbench(config: Config, log: Any) -> dict[str, Any] | None:
     path = HERE / "checkpoint_overhead.py"
     if not config.microbench or not path.exists():
         return None
-    argv = [sys.executable, str(path), "--repeats", "5" if config.quick else "30"]
-    if config.quick:
-        argv += ["--steps", "100"]
+    argv = [sys.executable, str(path), "--steps", "100" if config.quick else "200"]
+    argv += ["--repeats", "5" if config.quick else "20"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=ROOT, env=child_env())
     except subprocess.TimeoutExpired:
@@ -511,6 +528,14 @@ def machine() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 
 
+def keep_logs(tmp: Path, framework: str, into: Path, log: Any) -> None:
+    """Copy a failed section's engine and app logs out of the temporary directory."""
+    into.mkdir(parents=True, exist_ok=True)
+    for path in tmp.glob(f"{framework}-*.log"):
+        shutil.copy(path, into / path.name)
+    log(f"  logs kept in {into}")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs (a minute or so)")
@@ -554,6 +579,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             except Exception as exc:  # one broken framework must not hide the others' numbers
                 results["errors"][framework] = f"{type(exc).__name__}: {exc}"
                 log(f"{framework}: FAILED: {exc}")
+                keep_logs(tmp, framework, args.out_dir / "logs", log)
         ts_ready = shutil.which("node") and (TS_APP / "node_modules" / "inngest").is_dir()
         if config.typescript and ts_ready and 10 in config.steps:
             log("typescript: starting")
@@ -562,7 +588,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             except Exception as exc:
                 results["errors"]["typescript"] = f"{type(exc).__name__}: {exc}"
                 log(f"typescript: FAILED: {exc}")
-        log("microbenchmark (checkpoint_overhead.py)")
+                keep_logs(tmp, "typescript", args.out_dir / "logs", log)
+        if config.microbench:
+            log("microbenchmark (checkpoint_overhead.py)")
         results["microbench"] = microbench(config, log)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
