@@ -148,7 +148,7 @@ class BenchApp:
             try:
                 from benchmarks.engine_bench import Driver
             except ImportError:  # the engine benchmark's driver is the reference; this is its shape
-                Driver = _Driver  # noqa: N806
+                Driver = _Driver
             self._driver = Driver(self.engine)
         runs, concurrency = int(query.get("runs", "200")), int(query.get("concurrency", "8"))
         before = dict(self.engine.stats)
