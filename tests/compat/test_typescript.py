@@ -92,3 +92,23 @@ def test_several_runs(ts_app: tuple[EngineClient, str]) -> None:
     for i, event_id in enumerate(ids):
         run = api.wait_run(event_id, timeout=30)
         assert run["status"] == "Completed" and run["output"] == {"total": 45, "n": i}
+
+
+def test_retry_sleep_wait_and_invoke(ts_app: tuple[EngineClient, str]) -> None:
+    api, _ = ts_app
+    event_id = api.send("ts/pauses", {"id": "t-1"})
+    api.wait_step(event_id, lambda s: s["status"] == "Running" and s["name"] == "nap", timeout=30)
+    run_id = api.runs_of(event_id)[0]["run_id"]
+    assert api.fire_timers(run_id=run_id) == 1
+    api.wait_step(event_id, lambda s: s["status"] == "Running" and s["name"] == "approval", timeout=30)
+    api.send("ts/approved", {"id": "t-2"})
+    api.send("ts/approved", {"id": "t-1", "ok": True})
+    run = api.wait_run(event_id, timeout=30)
+    assert run["status"] == "Completed", run
+    assert run["output"] == {
+        "before": "b",
+        "flaky": 1,
+        "approved": {"id": "t-1", "ok": True},
+        "child": {"total": 45, "n": 7},
+    }
+    assert [s["name"] for s in run["steps"]] == ["before", "flaky", "nap", "approval", "call-child"]

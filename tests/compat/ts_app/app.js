@@ -18,7 +18,26 @@ const tenSteps = inngest.createFunction(
   },
 );
 
+const pauses = inngest.createFunction(
+  { id: "pauses", retries: 2, triggers: [{ event: "ts/pauses" }] },
+  async ({ event, step, attempt }) => {
+    const before = await step.run("before", () => "b");
+    const flaky = await step.run("flaky", () => {
+      if (attempt === 0) throw new Error("first attempt fails");
+      return attempt;
+    });
+    await step.sleep("nap", "1h");
+    const approval = await step.waitForEvent("approval", {
+      event: "ts/approved",
+      timeout: "1h",
+      if: "async.data.id == event.data.id",
+    });
+    const child = await step.invoke("call-child", { function: tenSteps, data: { n: 7 } });
+    return { before, flaky, approved: approval ? approval.data : null, child };
+  },
+);
+
 const app = express();
 app.use(express.json({ limit: "10mb" }));
-app.use("/api/inngest", serve({ client: inngest, functions: [tenSteps] }));
+app.use("/api/inngest", serve({ client: inngest, functions: [tenSteps, pauses] }));
 app.listen(port, "127.0.0.1", () => console.log(`ready ${port}`));
