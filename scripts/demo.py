@@ -264,13 +264,28 @@ def _count(values: list[int | None]) -> str:
 
 def report(results: dict[str, list[Measured]], out: Callable[[str], None]) -> None:
     std, ckp = results["standard"], results["checkpointing"]
-    pair = (std[-1], ckp[-1])
+
+    def typical(runs: list[Measured]) -> Measured:
+        middle = statistics.median(m.latency_ms for m in runs)
+        return min(runs, key=lambda m: abs(m.latency_ms - middle))
+
+    pair = (typical(std), typical(ckp))
 
     def cell(value: float | None) -> str:
         return f"{value:8.1f} ms" if value is not None else " " * 11
 
+    def counts(m: Measured) -> str:
+        return "n/a" if m.calls is None else f"{m.calls} / {m.checkpoints}"
+
     out("")
-    out("One run of each mode, step by step: when each step finished (ms after the event) and its own time")
+    out("Every run: event -> completed, and SDK requests / checkpoint calls")
+    out(f"  {'':<6}{'standard':^24}  {'checkpointing':^24}".rstrip())
+    for index, (a, b) in enumerate(zip(std, ckp, strict=True), start=1):
+        out(f"  #{index:<5}{cell(a.latency_ms)}{counts(a):>13}  {cell(b.latency_ms)}{counts(b):>13}")
+
+    out("")
+    out("A typical run of each mode (the median's), step by step: when each step finished (ms after")
+    out("the event) and the step's own time")
     out(f"  {'':<11}{'standard':^24}  {'checkpointing':^24}".rstrip())
     out(f"  {'step':<11}{'finished':>11}{'own':>13}  {'finished':>11}{'own':>13}")
     for name in STEPS:
@@ -444,6 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except httpx.HTTPError as error:
         print(f"demo: the engine stopped answering: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # e.g. `python scripts/demo.py | head`: the children are stopped already
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     finally:
         signal.alarm(0)
