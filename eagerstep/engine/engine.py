@@ -778,7 +778,7 @@ class Engine:
                 self._enqueue(RUN_TIMEOUT, run.id, now + finish, {})
             except ValueError:
                 log.warning("function %s: ignoring invalid timeouts.finish", fn.id)
-        self._enqueue(CALL, run.id, now, {"step_id": "step", "attempt": 0})
+        self._enqueue(CALL, run.id, self._throttled_start(fn, run, now), {"step_id": "step", "attempt": 0})
         for cancel in fn.config.cancel or []:
             timer_id = None
             wait_id = new_id()
@@ -794,6 +794,29 @@ class Engine:
                 Wait(wait_id, run.id, "cancel", cancel.event, {"if": cancel.if_, "timer_id": timer_id})
             )
         return run
+
+    def _throttled_start(self, fn: FunctionInfo, run: RunState, now: float) -> float:
+        """When the run may start: at most ``limit`` (+ ``burst``) starts per ``period`` per key."""
+        config = fn.config.throttle
+        if config is None or config.limit <= 0:
+            return now
+        key = expressions.evaluate_key(config.key, event=run.events[0]) if config.key else ""
+        period = _seconds(config.period, 60.0)
+        allowed = config.limit + max(0, config.burst or 0)
+        starts = [
+            row[0]
+            for row in self.db.all(
+                "SELECT created_at FROM run_keys WHERE function_id=? AND kind='throttle' AND key=?"
+                " AND created_at>? ORDER BY created_at",
+                (fn.id, key, now - period),
+            )
+        ]
+        start = now if len(starts) < allowed else max(now, starts[len(starts) - allowed] + period)
+        self.db.execute(
+            "INSERT INTO run_keys(run_id, function_id, kind, key, created_at) VALUES (?,?,?,?,?)",
+            (run.id, fn.id, "throttle", key, start),
+        )
+        return start
 
     def _finish_run(
         self, run: RunState, status: str, *, output: Any = None, error: dict[str, Any] | None = None

@@ -613,3 +613,20 @@ def test_debounce_and_batch_events(tmp_path: Path) -> None:
         assert api.fire_timers(kinds=["batch"]) == 1
         assert api.wait_run(batched[3])["output"] == [3]
         api.close()
+
+
+def test_throttle_delays_starts(tmp_path: Path) -> None:
+    from eagerstep.engine import ManualClock
+
+    clock = ManualClock()
+    app = ScriptedApp(lambda body, headers, query: ok(body["event"]["data"]["i"], 200))
+    with EngineServer(tmp_path / "t.db", clock=clock) as engine, wsgi_app_server(app) as origin:
+        api = EngineClient(engine.url)
+        throttle = {"limit": 2, "period": "1m"}
+        register(api, origin + "/a", {"slug": "thr", "triggers": [{"event": "th/e"}], "throttle": throttle})
+        ids = [api.send("th/e", {"i": i}) for i in range(3)]
+        assert api.wait_run(ids[0])["output"] == 0 and api.wait_run(ids[1])["output"] == 1
+        assert api.runs_of(ids[2])[0]["status"] == "Running" and len(app.calls) == 2
+        clock.advance(61)
+        assert api.wait_run(ids[2])["output"] == 2
+        api.close()
