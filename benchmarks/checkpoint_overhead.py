@@ -13,12 +13,15 @@ median / min / max over the repeats:
   the baseline loop -- per-step cost including parsing the memo-free request and building the reply,
   with per-request fixed costs excluded.
 
-HTTP runs off the hot path: on the process's sender thread (``def`` under ``handle``) or the
-loop's sender task (``async def`` under ``handle_async``), with the HTTP attempts on the process's
-sender thread. Rows marked "I/O step" sleep 100 µs in each step body (in the baseline too), as a
-fast query would: the sender then runs while the step waits, and the steps are checkpointed as
-they go. With CPU-bound trivial steps a short run is over before the sender gets the GIL (or the
-loop), and its steps simply go in the 206 reply, which costs no checkpoint call at all.
+HTTP runs off the hot path: the process sender's scheduler thread (``def`` under ``handle``) or the
+loop's sender task (``async def`` under ``handle_async``) decides the flushes, and daemon worker
+threads make the HTTP calls. With trivial CPU-bound steps a short run may end before the sender
+gets the GIL (or the loop): its steps then go in the 206 reply, which costs no checkpoint call at
+all; long runs are checkpointed as they go (the "checkpointed" column). The "I/O" rows sleep 100 µs
+in each step body (and in the baseline), as a fast query would: each step is then slow enough to
+get a checkpoint call of its own, whose CPU (under the GIL) the row shows, with
+``buffered_steps`` 1 (the default) and 10. (``async def`` I/O rows are left out: asyncio's timer
+resolution, about a millisecond, swamps microsecond differences.)
 """
 
 from __future__ import annotations
@@ -100,7 +103,6 @@ class Bench:
         self.client = eagerstep.Client(app_id="bench", dev=True, api_base_url=url, event_api_base_url=url)
         loop_ns = self.loop_ns
 
-        @self.client.function(id="sync-steps", trigger=eagerstep.Event("bench/run"))
         def sync_steps(ctx: eagerstep.Context) -> int:
             n, fn = ctx.event.data["n"], BODIES[False, ctx.event.data["io"]]
             run = ctx.step.run
@@ -110,7 +112,6 @@ class Bench:
             loop_ns.append(time.perf_counter_ns() - t0)
             return int(n)
 
-        @self.client.function(id="async-steps", trigger=eagerstep.Event("bench/run"))
         async def async_steps(ctx: Any) -> int:
             n, fn = ctx.event.data["n"], BODIES[True, ctx.event.data["io"]]
             run = ctx.step.run
@@ -120,11 +121,18 @@ class Bench:
             loop_ns.append(time.perf_counter_ns() - t0)
             return int(n)
 
-        self.functions = {False: sync_steps, True: async_steps}
-        self.handler = CommHandler(self.client, [sync_steps, async_steps], framework="bench")
+        trigger = eagerstep.Event("bench/run")
+        self.functions = {
+            (False, 1): self.client.function(id="sync-steps", trigger=trigger)(sync_steps),
+            (True, 1): self.client.function(id="async-steps", trigger=trigger)(async_steps),
+            (False, 10): self.client.function(
+                id="sync-steps-b10", trigger=trigger, checkpointing=eagerstep.Checkpointing(buffered_steps=10)
+            )(sync_steps),
+        }
+        self.handler = CommHandler(self.client, list(self.functions.values()), framework="bench")
 
-    def request(self, is_async: bool, n: int, io: bool) -> Request:
-        fn_id = self.functions[is_async].fully_qualified_id
+    def request(self, is_async: bool, n: int, io: bool, buffered: int = 1) -> Request:
+        fn_id = self.functions[is_async, buffered].fully_qualified_id
         return call_request(fn_id, event={"name": "bench/run", "data": {"n": n, "io": io}}, max_attempts=1)
 
 
@@ -148,7 +156,7 @@ class Result:
     checkpointed: list[int] = field(default_factory=list)
 
 
-async def measure(bench: Bench, is_async: bool, n: int, io: bool, repeats: int) -> Result:
+async def measure(bench: Bench, is_async: bool, n: int, io: bool, repeats: int, buffered: int = 1) -> Result:
     """Per-step overhead; ``def`` functions go through ``handle`` (run here in a worker thread,
     as a WSGI server would), ``async def`` ones through ``handle_async`` on this loop."""
 
@@ -171,12 +179,12 @@ async def measure(bench: Bench, is_async: bool, n: int, io: bool, repeats: int) 
         return await asyncio.to_thread(run)
 
     for _ in range(3):  # warm up: pools, the sender, keep-alive connections
-        await answer(bench.request(is_async, n, io))
+        await answer(bench.request(is_async, n, io, buffered))
     result = Result()
     for _ in range(repeats):
-        t_small, _ = await timed(bench.request(is_async, SMALL, io))
+        t_small, _ = await timed(bench.request(is_async, SMALL, io, buffered))
         bench.loop_ns.clear()
-        t_large, response = await timed(bench.request(is_async, n, io))
+        t_large, response = await timed(bench.request(is_async, n, io, buffered))
         assert response.status == 206, response.body[:200]
         base_small, base_large = await baseline(is_async, SMALL, io), await baseline(is_async, n, io)
         result.loop_us.append((bench.loop_ns[-1] - base_large) / n / 1000)
@@ -216,10 +224,12 @@ def main() -> None:
 
         async def all_rows() -> None:
             for is_async in (False, True):
-                for io in (False, True):
-                    for n in args.steps:
-                        label = ("async def" if is_async else "def") + (", I/O step" if io else "")
-                        rows.append((label, n, await measure(bench, is_async, n, io, args.repeats)))
+                for n in args.steps:
+                    label = "async def" if is_async else "def"
+                    rows.append((label, n, await measure(bench, is_async, n, False, args.repeats)))
+            for buffered in (1, 10):
+                label = f"def, I/O, buffered {buffered}"
+                rows.append((label, 200, await measure(bench, False, 200, True, args.repeats, buffered)))
             await checkpoint.shutdown_async()
 
         asyncio.run(all_rows())
@@ -230,10 +240,10 @@ def main() -> None:
         print("'step loop': inside the user's function; 'whole request': handle() slope between a")
         print(f"{SMALL}-step and an N-step request. 'checkpointed': median steps persisted by checkpoint")
         print("calls during the request (the rest went in the 206 reply with RunComplete).\n")
-        print(f"{'function':20} {'N':>5}  {'step loop':>20}  {'whole request':>20}  {'checkpointed':>12}")
+        print(f"{'function':22} {'N':>5}  {'step loop':>20}  {'whole request':>20}  {'checkpointed':>12}")
         for label, n, r in rows:
             print(
-                f"{label:20} {n:5d}  {summarise(r.loop_us):>20}  {summarise(r.request_us):>20}  "
+                f"{label:22} {n:5d}  {summarise(r.loop_us):>20}  {summarise(r.request_us):>20}  "
                 f"{statistics.median(r.checkpointed):12.0f}"
             )
         print("\ntarget: <= 20 µs per step")

@@ -197,6 +197,8 @@ class RunCheckpointer:
     loop's sender task). See the module docstring for the life of a flush.
     """
 
+    YIELD_EVERY = 32
+
     def __init__(self, target: CheckpointTarget, config: Checkpointing, sender: _Sender) -> None:
         self.target = target
         self.config = config
@@ -268,7 +270,13 @@ class RunCheckpointer:
             self._wait_sync(self._below_cap, self.config.longest_flush())
 
     async def push_async(self, op: dict[str, Any]) -> None:
-        """:meth:`push` for coroutines: awaits (never blocks the loop) past the backpressure cap."""
+        """:meth:`push` for coroutines: awaits (never blocks the loop) past the backpressure cap.
+
+        While a flush is due or in flight it also yields to the loop every ``YIELD_EVERY`` steps,
+        so that the loop's sender (and the server's other requests) make progress even when the
+        function's steps never await anything themselves.
+        """
+        yield_now = False
         with self._lock:
             pending = self._pending
             pending.append(op)
@@ -277,7 +285,9 @@ class RunCheckpointer:
             count = len(pending)
             if self._inflight is not None or self._queued:
                 if count + len(self._inflight or ()) < self._cap:
-                    return
+                    if count % self.YIELD_EVERY:
+                        return
+                    yield_now = True
                 wake = False
             elif count >= self._buffered:
                 self._queued = True
@@ -288,6 +298,8 @@ class RunCheckpointer:
                 return
         if wake:
             self._wake(self)
+        elif yield_now:
+            await asyncio.sleep(0)
         else:
             await self._wait_async(self._below_cap, self.config.longest_flush())
 
