@@ -544,7 +544,8 @@ def _resolve(future: asyncio.Future[None]) -> None:
         if not future.done():
             future.set_result(None)
     else:
-        loop.call_soon_threadsafe(_set_done, future)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(_set_done, future)
 
 
 def _set_done(future: asyncio.Future[None]) -> None:

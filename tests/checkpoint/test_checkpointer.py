@@ -111,9 +111,10 @@ def test_buffered_steps_and_max_interval(orchestrator: RecordingOrchestrator) ->
     ckpt2 = RunCheckpointer.sync(target(orchestrator.url, "run-2"), timed)
     ckpt2.push(op(0))
     ckpt2.push(op(1))
-    orchestrator.wait_for_calls(f"{CKPT}run-2", 1)  # the timer started it
-    assert [len(c.json["steps"]) for c in orchestrator.checkpoint_calls("run-2")] == [2]
+    assert orchestrator.wait_for_calls(f"{CKPT}run-2", 1)  # the timer started it (100 > 2 steps)
     assert ckpt2.flush(timeout=5) == []
+    calls = orchestrator.checkpoint_calls("run-2")
+    assert sum(len(c.json["steps"]) for c in calls) == 2  # usually one call; two if the timer split them
 
 
 def test_server_errors_are_retried(orchestrator: RecordingOrchestrator) -> None:
