@@ -53,6 +53,31 @@ def answers(url: str) -> bool:
         return False
 
 
+def owns_port(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds the socket listening on ``port`` (None where /proc cannot tell).
+
+    A free port is chosen by binding port 0 and closing it; another process may take it before the
+    child binds. Checking ownership keeps us from mistaking that process for ours.
+    """
+    inodes: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError), open(table) as lines:
+                next(lines, None)
+                for line in lines:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    links = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):  # an fd closed meanwhile
+            links.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return any(f"socket:[{inode}]" in links for inode in inodes)
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's environment without settings meant for other apps, plus ``extra``."""
     env = {
@@ -95,12 +120,15 @@ class Server:
                     start_new_session=True,
                 )
             try:
-                wait_for(f"{name} answering", lambda: answers(self.url + health_path), timeout, self)
+                wait_for(f"{name} answering", lambda: self._up(health_path), timeout, self)
                 return
             except AssertionError:
                 self.stop()
                 if attempt == 2:
                     raise
+
+    def _up(self, health_path: str) -> bool:
+        return answers(self.url + health_path) and owns_port(self.proc.pid, self.port) is not False
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -120,6 +120,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def owns_port(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds the socket listening on ``port`` (None where /proc cannot tell).
+
+    A free port is chosen by binding port 0 and closing it; another process may take it before the
+    child binds. Checking ownership keeps us from mistaking that process for ours.
+    """
+    inodes: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError), open(table) as lines:
+                next(lines, None)
+                for line in lines:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    links = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):  # an fd closed meanwhile
+            links.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return any(f"socket:[{inode}]" in links for inode in inodes)
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The demo's environment without INNGEST_* values that would point the children elsewhere."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
@@ -160,7 +185,11 @@ def start_listening_child(
         origin = f"http://{HOST}:{port}"
         try:
             health = origin + health_path
-            wait_until(f"{name} answering on {origin}", lambda: answers(health), START_TIMEOUT, child)  # noqa: B023
+
+            def up() -> bool:
+                return answers(health) and owns_port(child.pid, port) is not False  # noqa: B023
+
+            wait_until(f"{name} answering on {origin}", up, START_TIMEOUT, child)
             return child, origin
         except DemoError as error:
             child.stop()
