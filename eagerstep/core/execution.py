@@ -366,6 +366,12 @@ class RunState:
         if self.checkpointing is None:
             return False
         self._check_stale()
+        cp = self.checkpointer
+        if cp is not None and cp.failed:
+            # The checkpoint API keeps failing: hand the unconfirmed steps back in the reply now
+            # (the orchestrator stores them and calls again) instead of running on undurably.
+            self._fall_back(step_id, "the checkpoint API is failing; unconfirmed steps go in the reply")
+            raise _Interrupt(Outcome(206, ops=[], checkpoint="settle"))
         if self.max_runtime is not None and time.monotonic() - self.started >= self.max_runtime:
             self._fall_back(step_id, "max_runtime reached; the step is planned for a new request")
             raise _Interrupt(

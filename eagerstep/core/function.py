@@ -25,16 +25,11 @@ Duration = timedelta | str
 
 
 def duration_text(value: Duration) -> str:
-    """A Go-style duration string from a timedelta, or a string passed through after a check."""
-    if isinstance(value, timedelta):
-        return protocol.format_duration(value)
+    """A Go-style duration string from a timedelta or a duration string (ConfigurationError if neither)."""
     try:
-        protocol.parse_duration(value)
+        return protocol.duration_text(value)
     except ValueError as exc:
-        raise ConfigurationError(
-            f"invalid duration {value!r}; use a timedelta or a string such as '30s', '10m', '1h30m', '2d'"
-        ) from exc
-    return value
+        raise ConfigurationError(str(exc)) from exc
 
 
 @dataclass(frozen=True)

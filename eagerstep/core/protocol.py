@@ -185,6 +185,26 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=total)
 
 
+def duration_text(value: object) -> str:
+    """A Go-style duration string from a timedelta, or a duration string passed through after a check.
+
+    Raises ValueError (with the accepted forms in its message) for anything else, ints included:
+    a bare number is ambiguous (the official SDKs disagree on its unit).
+    """
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, str):
+        try:
+            parse_duration(value)
+        except ValueError:
+            pass
+        else:
+            return value
+    raise ValueError(
+        f"invalid duration {value!r}; use a timedelta or a string such as '30s', '10m', '1h30m', '2d'"
+    )
+
+
 def format_datetime(value: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` suffix."""
     if value.tzinfo is None:

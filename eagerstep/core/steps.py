@@ -78,15 +78,10 @@ def _function_id(function: Function[Any] | str) -> str:
 
 
 def _duration(value: Duration, what: str) -> str:
-    if isinstance(value, timedelta):
-        return protocol.format_duration(value)
     try:
-        protocol.parse_duration(value)
+        return protocol.duration_text(value)
     except ValueError as exc:
-        raise StepUsageError(
-            f"{what}: invalid duration {value!r}; use a timedelta or a string such as '30s', '10m', '1h30m'"
-        ) from exc
-    return value
+        raise StepUsageError(f"{what}: {exc}") from exc
 
 
 def _sleep_until_text(when: datetime | str) -> str:

@@ -4,6 +4,7 @@ place and keeps going, when it falls back, and that no completed step is ever dr
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -283,3 +284,24 @@ def test_fallback_is_logged_once_with_the_reason(
         handler_for(orchestrator.url, body).handle(call_request("shop-f"))
     lines = [r.getMessage() for r in caplog.records if "hands over" in r.getMessage()]
     assert len(lines) == 1 and "WaitForEvent" in lines[0]
+
+
+def test_failing_checkpoint_api_hands_back_at_the_next_step(orchestrator: RecordingOrchestrator) -> None:
+    orchestrator.fail("/v1/checkpoint", status=500)
+    ran: list[str] = []
+
+    def body(ctx: eagerstep.Context) -> Any:
+        ctx.step.run("a", lambda: ran.append("a"))
+        deadline = time.monotonic() + 5
+        while (
+            time.monotonic() < deadline
+            and len(orchestrator.calls_to("/v1/checkpoint")) < FAST_FAIL.max_attempts
+        ):
+            time.sleep(0.01)  # user code between steps, long enough for the flush to give up
+        time.sleep(0.2)
+        ctx.step.run("b", lambda: ran.append("b"))
+
+    ops = ops_of(handler_for(orchestrator.url, body, checkpointing=FAST_FAIL).handle(call_request("shop-f")))
+    # Step "a" goes back in the reply; "b" is left for the orchestrator's next call.
+    assert [(op["op"], op["id"]) for op in ops] == [("StepRun", h("a"))]
+    assert ran == ["a"]
