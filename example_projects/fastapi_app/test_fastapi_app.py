@@ -77,7 +77,9 @@ def test_ticket_waits_for_approval_then_sends(engine: Any, app: Any) -> None:
     ]
     # The invoked policy check ran as its own run and completed.
     policy_runs = [
-        r for r in engine.http.get("/v1/runs").json()["data"] if r["function_id"].endswith("check-policy")
+        r
+        for r in engine.http.get("/v1/runs", params={"limit": 1000}).json()["data"]
+        if r["function_id"].endswith("check-policy")
     ]
     assert any(r["status"] == "Completed" and r["output"] == {"ok": True, "flags": []} for r in policy_runs)
 

@@ -85,7 +85,7 @@ def test_signup_is_onboarded_by_a_durable_function(engine: Any, app: Any) -> Non
         ]
 
     engine.wait(onboarded)
-    runs = engine.http.get("/v1/runs").json()["data"]
+    runs = engine.http.get("/v1/runs", params={"limit": 1000}).json()["data"]
     (onboard,) = [r for r in runs if r["function_id"] == "flask-onboarding-onboard-user"]
     run = engine.wait_run(onboard["run_id"])
     assert run["status"] == "Completed" and run["output"] == {"user_id": 1, "email": "ada@example.com"}
@@ -95,7 +95,7 @@ def test_signup_is_onboarded_by_a_durable_function(engine: Any, app: Any) -> Non
 
 def test_a_failed_request_sends_no_event(engine: Any, app: Any) -> None:
     def onboard_runs() -> int:
-        runs = engine.http.get("/v1/runs").json()["data"]
+        runs = engine.http.get("/v1/runs", params={"limit": 1000}).json()["data"]
         return sum(r["function_id"] == "flask-onboarding-onboard-user" for r in runs)
 
     before = onboard_runs()
