@@ -144,6 +144,33 @@ def markdown(results: dict[str, Any]) -> str:
             f" {ts:.1f} ms"
             f" ({_ratio(ts, cpf)} eagerstep Flask's)."
         )
+    for n in sorted(n for n in _steps(results) if n >= 10):
+        cells = []
+        for fw in EAGERSTEP:
+            d = _median(_lat(results, fw, f"cp/{n}", "step_overhead_us"))
+            a = _median(_lat(results, fw, f"cp-async/{n}", "step_overhead_us"))
+            if d is not None:
+                cells.append(f"{LABELS[fw]} {d:.1f} / {a:.1f}" if a is not None else f"{LABELS[fw]} {d:.1f}")
+        if cells:
+            worst = max(
+                v
+                for fw in EAGERSTEP
+                for mode in ("cp", "cp-async")
+                if (v := _median(_lat(results, fw, f"{mode}/{n}", "step_overhead_us"))) is not None
+            )
+            verdict = (
+                "both targets met"
+                if worst <= TARGET_OVERHEAD_STRICT_US
+                else f"≤ {TARGET_OVERHEAD_US:.0f} µs met, ≤ {TARGET_OVERHEAD_STRICT_US:.0f} µs missed"
+                if worst <= TARGET_OVERHEAD_US
+                else "both targets missed"
+            )
+            add(
+                f"- In-worker overhead per checkpointed step (N = {n}, `def` / `async def`, µs): "
+                + "; ".join(cells)
+                + f" — targets ≤ {TARGET_OVERHEAD_US:.0f} µs and ≤ {TARGET_OVERHEAD_STRICT_US:.0f} µs:"
+                f" {verdict} (worst median {worst:.1f} µs)."
+            )
     add(
         f"- For scale (protocol.md Appendix A, this kind of machine): the TypeScript SDK against the real"
         " Inngest"
@@ -306,6 +333,28 @@ def markdown(results: dict[str, Any]) -> str:
     add("")
 
     # ---------------------------------------------------------------- throughput
+    api = results.get("engine_api")
+    if api:
+        add("## Engine API round trip on a keep-alive connection (ms)")
+        add("")
+        add(
+            "`http.client`, one write per request (as the checkpoint sender sends): what each checkpoint"
+            " call and each `client.send()` costs in latency."
+            + (
+                " As shipped, the engine's listening socket lacks `TCP_NODELAY`, so the response body"
+                " (a second write after the head) waits for the client's delayed ACK; the second row sets"
+                " it on the same engine."
+                if "TCP_NODELAY" in api
+                else ""
+            )
+        )
+        add("")
+        names = [k for k in next(iter(api.values())) if k != "nodelay"]
+        add("| engine socket | " + " | ".join(names) + " |")
+        add("|---|" + "---:|" * len(names))
+        for label, row in api.items():
+            add(f"| {label} | " + " | ".join(_cell(row.get(k), 2) for k in names) + " |")
+        add("")
     if any(d.get("throughput") for d in fws.values()):
         _throughput(results, add)
     _memory(results, add)

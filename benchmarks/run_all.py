@@ -385,6 +385,56 @@ def measure_typescript(config: Config, tmp: Path, log: Any) -> dict[str, Any]:
     return out
 
 
+def engine_round_trips(config: Config, tmp: Path, log: Any) -> dict[str, Any]:
+    """Keep-alive round trips to the engine's API (http.client, one write per request, as the
+    checkpoint sender does): as shipped, and with TCP_NODELAY on the listening socket."""
+    import http.client
+
+    out: dict[str, Any] = {}
+    samples = 10 if config.quick else 30
+    for label, nodelay in (("as shipped", False), ("TCP_NODELAY", True)):
+        engine = Child(
+            [
+                sys.executable,
+                str(HERE / "engine_host.py"),
+                "--db",
+                str(tmp / f"api-{label.replace(' ', '-')}-engine.db"),
+                *(["--nodelay"] if nodelay else []),
+            ],
+            tmp / f"api-{int(nodelay)}-engine.log",
+            env=child_env(),
+        )
+        try:
+            ready = read_json_line(engine.proc, 30)
+            host, port = str(ready["url"]).rsplit("/", 1)[-1].split(":")
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            row: dict[str, Any] = {"nodelay": ready.get("nodelay")}
+            requests = {
+                "POST /e/{key}": ("POST", "/e/bench", b'{"name":"bench/nobody-listens","data":{}}'),
+                "POST /v1/checkpoint (unknown run)": (
+                    "POST",
+                    "/v1/checkpoint/01J00000000000000000000000/async",
+                    b'{"run_id":"01J00000000000000000000000","fn_id":"x","steps":[]}',
+                ),
+            }
+            for name, (method, path, body) in requests.items():
+                times = []
+                for _ in range(samples + 2):
+                    t0 = time.perf_counter()
+                    conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+                    conn.getresponse().read()
+                    times.append((time.perf_counter() - t0) * 1000)
+                row[name] = stats(times[2:])
+            conn.close()
+            out[label] = row
+        finally:
+            engine.stop()
+        if ready.get("nodelay"):
+            break  # the engine already sets TCP_NODELAY: nothing to compare
+    log("  engine API round trips measured")
+    return out
+
+
 def summarise_run(figures: dict[str, Any], n: int) -> dict[str, Any]:
     run: dict[str, Any] = {
         "e2e_ms": (figures["ended_at"] - figures["created_at"]) * 1000,
@@ -580,6 +630,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 results["errors"][framework] = f"{type(exc).__name__}: {exc}"
                 log(f"{framework}: FAILED: {exc}")
                 keep_logs(tmp, framework, args.out_dir / "logs", log)
+        try:
+            results["engine_api"] = engine_round_trips(config, tmp, log)
+        except Exception as exc:
+            results["errors"]["engine_api"] = f"{type(exc).__name__}: {exc}"
         ts_ready = shutil.which("node") and (TS_APP / "node_modules" / "inngest").is_dir()
         if config.typescript and ts_ready and 10 in config.steps:
             log("typescript: starting")
