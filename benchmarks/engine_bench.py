@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from eagerstep.engine import Engine  # noqa: E402
-from eagerstep.engine.engine import new_id  # noqa: E402
 from eagerstep.engine.http import EngineApp  # noqa: E402
+from eagerstep.engine.model import new_id  # noqa: E402
 from eagerstep.engine.server import bind  # noqa: E402
 
 TS_APP = ROOT / "tests" / "compat" / "ts_app"

@@ -33,7 +33,8 @@ debounce, batching and cron all follow it.
 """
 
 from eagerstep.engine.clock import Clock, ManualClock, RealClock
-from eagerstep.engine.engine import Engine, EngineError
+from eagerstep.engine.engine import Engine
+from eagerstep.engine.model import EngineError
 from eagerstep.engine.server import EngineServer, serve
 
 __all__ = ["Clock", "Engine", "EngineError", "EngineServer", "ManualClock", "RealClock", "serve"]

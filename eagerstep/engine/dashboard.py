@@ -6,7 +6,8 @@ import html
 import json
 from typing import Any
 
-from eagerstep.engine.engine import Engine, EngineError
+from eagerstep.engine.engine import Engine
+from eagerstep.engine.model import EngineError
 
 _STYLE = """<style>
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}

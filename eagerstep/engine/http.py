@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from eagerstep.engine.dashboard import render_dashboard, render_run
-from eagerstep.engine.engine import SERVER_KIND, Engine, EngineError
+from eagerstep.engine.engine import Engine
+from eagerstep.engine.model import SERVER_KIND, EngineError
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
