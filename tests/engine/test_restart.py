@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 pytest.importorskip("inngest")
-import flask  # noqa: E402
-import inngest  # noqa: E402
-import inngest.flask  # noqa: E402
+import flask
+import inngest
+import inngest.flask
 
-from tests.engine.helpers import EngineClient, wait_for, wsgi_app_server  # noqa: E402
+from tests.engine.helpers import EngineClient, wait_for, wsgi_app_server
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(60)]
 
@@ -125,6 +125,62 @@ def test_kill_and_restart_loses_nothing(engine_process: EngineProcess) -> None:
         engine_process.start()
         api = EngineClient(engine_process.url)
         assert api.runs_of(event_id)[0]["status"] == "Running"
+        assert api.fire_timers() == 1
+        run = api.wait_run(event_id, timeout=15)
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"a": 1, "b": 2, "c": 1}
+        assert [s["name"] for s in run["steps"]] == ["a", "slow", "nap", "c"]
+        assert counts["a"] == 1 and counts["c"] == 1
+        api.close()
+
+
+def test_kill_and_restart_with_eagerstep_checkpointing(engine_process: EngineProcess) -> None:
+    """Steps checkpointed before the kill are not run again; the in-flight request is re-dispatched."""
+    import eagerstep
+    from eagerstep.integrations.flask import blueprint
+
+    counts: dict[str, int] = {}
+    gate = threading.Event()
+    lock = threading.Lock()
+
+    def bump(key: str) -> int:
+        with lock:
+            counts[key] = counts.get(key, 0) + 1
+            return counts[key]
+
+    client = eagerstep.Client(app_id="restart-es", dev=engine_process.url, checkpointing=True)
+
+    @client.function(id="durable", trigger=eagerstep.Event("restart-es/go"))
+    def durable(ctx: eagerstep.Context) -> dict[str, Any]:
+        a = ctx.step.run("a", lambda: bump("a"))
+
+        def slow() -> int:
+            bump("slow")
+            gate.wait(20)
+            return 2
+
+        b = ctx.step.run("slow", slow)
+        ctx.step.sleep("nap", datetime.timedelta(hours=2))
+        c = ctx.step.run("c", lambda: bump("c"))
+        return {"a": a, "b": b, "c": c}
+
+    app = flask.Flask("restart-es")
+    app.register_blueprint(blueprint(client, [durable]))
+    with wsgi_app_server(app) as origin:
+        api = EngineClient(engine_process.url)
+        api.sync(origin + "/api/inngest")
+        event_id = api.send("restart-es/go")
+        wait_for(lambda: counts.get("slow") == 1)
+        api.wait_step(event_id, lambda s: s["name"] == "a")  # step a is checkpointed
+        engine_process.kill()
+        engine_process.start()
+        api = EngineClient(engine_process.url)
+        wait_for(lambda: counts.get("slow") == 2, timeout=15)  # re-dispatched; a came from its memo
+        gate.set()
+        api.wait_step(event_id, lambda s: s["status"] == "Running" and s["name"] == "nap", timeout=15)
+        engine_process.kill()
+        engine_process.start()
+        api = EngineClient(engine_process.url)
         assert api.fire_timers() == 1
         run = api.wait_run(event_id, timeout=15)
         assert run["status"] == "Completed", run
