@@ -17,9 +17,10 @@ td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}
 </style>"""
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, refresh: bool = True) -> str:
+    meta = "<meta http-equiv=refresh content=2>" if refresh else ""
     return (
-        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>{_STYLE}"
+        f"<!doctype html><html><head><meta charset=utf-8>{meta}<title>{html.escape(title)}</title>{_STYLE}"
         f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
 
@@ -55,7 +56,7 @@ def render_run(engine: Engine, run_id: str) -> str:
     try:
         run = engine.get_run(run_id)
     except EngineError as exc:
-        return _page("run not found", html.escape(exc.message))
+        return _page("run not found", html.escape(exc.message), refresh=False)
     total = max(sum(s.get("duration_ms") or 0 for s in run["steps"]), 1e-9)
     rows = []
     for step in run["steps"]:
@@ -75,4 +76,4 @@ def render_run(engine: Engine, run_id: str) -> str:
         + "".join(rows)
         + f"</table><h3>Output</h3><pre>{_short(outcome)}</pre>"
     )
-    return _page(f"run {run_id}", body)
+    return _page(f"run {run_id}", body, refresh=run["status"] == "Running")
