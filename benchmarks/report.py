@@ -113,6 +113,13 @@ def markdown(results: dict[str, Any]) -> str:
             " (events, checkpoint calls), not the engine's calls to apps."
         )
     add("")
+    timeouts = {fw: d["timeouts"] for fw, d in fws.items() if d.get("timeouts")}
+    if timeouts:
+        add(
+            "**Runs that did not finish in time** (left out of the figures): "
+            + "; ".join(f"{LABELS.get(fw, fw)}: {' / '.join(items)}" for fw, items in timeouts.items())
+        )
+        add("")
     if results.get("errors"):
         add("**Errors in this run:** " + "; ".join(f"{k}: {v}" for k, v in results["errors"].items()))
         add("")
