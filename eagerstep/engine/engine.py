@@ -105,6 +105,8 @@ class Engine:
         self._waits: dict[str, Wait] = {}
         self._waits_by_event: dict[str, dict[str, Wait]] = {}
         self._invoke_waits: dict[str, Wait] = {}
+        self._run_items: dict[str, set[str]] = {}
+        self._run_waits: dict[str, set[str]] = {}
         self._inflight: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._slots: dict[tuple[str, str], int] = {}
@@ -218,6 +220,7 @@ class Engine:
             # so a late checkpoint from the old attempt is fenced off (409).
             db.execute("UPDATE queue SET generation = generation + 1 WHERE kind = ?", (CALL,))
         self._items.clear()
+        self._run_items.clear()
         self._heap.clear()
         self._inflight.clear()
         self._parked.clear()
@@ -226,6 +229,7 @@ class Engine:
         ):
             self._schedule(QueueItem(qid, run_id, kind, due_at, loads(payload), generation))
         self._waits.clear()
+        self._run_waits.clear()
         self._waits_by_event.clear()
         self._invoke_waits.clear()
         for wid, run_id, kind, event_name, payload in db.all(
@@ -702,11 +706,11 @@ class Engine:
                 run.id,
             ),
         )
-        for item in [i for i in self._items.values() if i.run_id == run.id]:
-            self._items.pop(item.id, None)
+        for item_id in list(self._run_items.get(run.id, ())):
+            self._unschedule(item_id)
         db.execute("DELETE FROM queue WHERE run_id=?", (run.id,))
-        for wait in [w for w in self._waits.values() if w.run_id == run.id]:
-            self._drop_wait(wait, delete=False)
+        for wait_id in list(self._run_waits.get(run.id, ())):
+            self._drop_wait(self._waits[wait_id], delete=False)
         db.execute("DELETE FROM waits WHERE run_id=?", (run.id,))
         self.runs.pop(run.id, None)
         data: dict[str, Any] = {
@@ -813,14 +817,26 @@ class Engine:
 
     def _schedule(self, item: QueueItem) -> None:
         self._items[item.id] = item
+        if item.run_id:
+            self._run_items.setdefault(item.run_id, set()).add(item.id)
         self._seq += 1
         heapq.heappush(self._heap, (item.due_at, self._seq, item.id))
         if self._wake is not None:
             self._wake.set()
 
     def _delete_item(self, item: QueueItem) -> None:
-        self._items.pop(item.id, None)
+        self._unschedule(item.id)
         self.db.execute("DELETE FROM queue WHERE id=?", (item.id,))
+
+    def _unschedule(self, item_id: str) -> None:
+        """Forget an item in memory (its heap entry is skipped when popped)."""
+        item = self._items.pop(item_id, None)
+        if item is not None and item.run_id:
+            ids = self._run_items.get(item.run_id)
+            if ids is not None:
+                ids.discard(item_id)
+                if not ids:
+                    del self._run_items[item.run_id]
 
     def fire_timers(self, *, run_id: str | None = None, kinds: Iterable[str] | None = None) -> int:
         """Make pending timers due now (sleeps, wait/invoke timeouts, retry backoff by default)."""
@@ -926,6 +942,7 @@ class Engine:
 
     def _index_wait(self, wait: Wait) -> None:
         self._waits[wait.id] = wait
+        self._run_waits.setdefault(wait.run_id, set()).add(wait.id)
         if wait.kind == "invoke":
             self._invoke_waits[str(wait.payload.get("correlation_id"))] = wait
         elif wait.event_name:
@@ -933,6 +950,11 @@ class Engine:
 
     def _drop_wait(self, wait: Wait, *, delete: bool = True) -> None:
         self._waits.pop(wait.id, None)
+        ids = self._run_waits.get(wait.run_id)
+        if ids is not None:
+            ids.discard(wait.id)
+            if not ids:
+                del self._run_waits[wait.run_id]
         if wait.kind == "invoke":
             self._invoke_waits.pop(str(wait.payload.get("correlation_id")), None)
         elif wait.event_name:
