@@ -1,6 +1,6 @@
 """In-worker overhead of a checkpointed step, for ``def`` and ``async def`` functions.
 
-    .venv/bin/python benchmarks/checkpoint_overhead.py [--steps 200 2000] [--repeats 20] [--profile]
+    .venv/bin/python benchmarks/checkpoint_overhead.py [--steps 200 2000] [--repeats 20] [--io] [--profile]
 
 A function runs N trivial steps (each returns a small dict) in one call request, in checkpointing
 mode, against a recording orchestrator in a separate process on loopback (so its HTTP server does
@@ -17,11 +17,12 @@ HTTP runs off the hot path: the process sender's scheduler thread (``def`` under
 loop's sender task (``async def`` under ``handle_async``) decides the flushes, and daemon worker
 threads make the HTTP calls. With trivial CPU-bound steps a short run may end before the sender
 gets the GIL (or the loop): its steps then go in the 206 reply, which costs no checkpoint call at
-all; long runs are checkpointed as they go (the "checkpointed" column). The "I/O" rows sleep 100 µs
-in each step body (and in the baseline), as a fast query would: each step is then slow enough to
-get a checkpoint call of its own, whose CPU (under the GIL) the row shows, with
-``buffered_steps`` 1 (the default) and 10. (``async def`` I/O rows are left out: asyncio's timer
-resolution, about a millisecond, swamps microsecond differences.)
+all; long runs are checkpointed as they go (the "checkpointed" column). With ``--io``, two more rows
+sleep 100 µs in each step body (and in the baseline), as a fast query would, so that each step gets
+a checkpoint call of its own, with ``buffered_steps`` 1 (the default) and 10. They need a quiet
+machine: on a busy one, the threads' wake-up jitter after each sleep (tens to hundreds of µs) swamps
+the difference. (``async def`` I/O rows are left out: asyncio's timer resolution, about a
+millisecond, swamps microsecond differences.)
 """
 
 from __future__ import annotations
@@ -216,6 +217,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[200, 2000], help="steps per run")
     parser.add_argument("--repeats", type=int, default=20, help="runs measured per row (default 20)")
     parser.add_argument("--profile", action="store_true", help="also print pyinstrument profiles")
+    parser.add_argument(
+        "--io", action="store_true", help="also the I/O rows (needs a quiet machine: wake-up jitter)"
+    )
     args = parser.parse_args()
     proc, url = start_orchestrator()
     bench = Bench(url)
@@ -227,7 +231,7 @@ def main() -> None:
                 for n in args.steps:
                     label = "async def" if is_async else "def"
                     rows.append((label, n, await measure(bench, is_async, n, False, args.repeats)))
-            for buffered in (1, 10):
+            for buffered in (1, 10) if args.io else ():
                 label = f"def, I/O, buffered {buffered}"
                 rows.append((label, 200, await measure(bench, False, 200, True, args.repeats, buffered)))
             await checkpoint.shutdown_async()
