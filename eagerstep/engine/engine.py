@@ -29,7 +29,7 @@ import httpx
 from pydantic import ValidationError
 
 from eagerstep.core import protocol, signing
-from eagerstep.engine import expressions
+from eagerstep.engine import expressions, inspection
 from eagerstep.engine.appclient import AppClient, AppHttpError
 from eagerstep.engine.clock import Clock, RealClock
 from eagerstep.engine.model import (
@@ -1323,6 +1323,7 @@ class Engine:
                     continue
                 new_pending.append(op.id)
                 run.started[op.id] = now
+                run.names[op.id] = name or op.id
                 self._enqueue(CALL, run.id, now, {"step_id": op.id, "attempt": 0})
             elif op.op == "Sleep":
                 opts = op.opts or {}
@@ -1550,99 +1551,22 @@ class Engine:
     # ------------------------------------------------------------------ state and inspection APIs
 
     def run_actions(self, run_id: str) -> dict[str, Any]:
-        run = self.runs.get(run_id)
-        if run is not None:
-            return dict(run.memos)
-        if self.db.one("SELECT 1 FROM runs WHERE id=?", (run_id,)) is None:
-            raise EngineError(f"run {run_id} not found", 404)
-        return {
-            sid: loads(memo)
-            for sid, memo in self.db.all(
-                "SELECT id, memo FROM steps WHERE run_id=? ORDER BY position", (run_id,)
-            )
-        }
+        return inspection.run_actions(self.db, self.runs.get(run_id), run_id)
 
     def run_batch(self, run_id: str) -> list[Any]:
-        row = self.db.one("SELECT events FROM runs WHERE id=?", (run_id,))
-        if row is None:
-            raise EngineError(f"run {run_id} not found", 404)
-        events: list[Any] = loads(row[0])
-        return events
-
-    def _run_summary(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        rid, fid, event_id, status, output, error, created_at, ended_at = row
-        return {
-            "run_id": rid,
-            "function_id": fid,
-            "event_id": event_id,
-            "status": status,
-            "output": loads(output),
-            "error": loads(error),
-            "run_started_at": _iso(created_at),
-            "ended_at": _iso(ended_at),
-            "duration_ms": round((ended_at - created_at) * 1000, 3) if ended_at else None,
-        }
-
-    _RUN_COLUMNS = "id, function_id, event_id, status, output, error, created_at, ended_at"
+        return inspection.run_batch(self.db, run_id)
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        row = self.db.one(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
-        if row is None:
-            raise EngineError(f"run {run_id} not found", 404)
-        run = self._run_summary(row)
-        steps = []
-        for sid, name, op, memo_text, begun, ended in self.db.all(
-            "SELECT id, name, op, memo, started_at, ended_at FROM steps WHERE run_id=? ORDER BY position",
-            (run_id,),
-        ):
-            memo = loads(memo_text)
-            kind = protocol.memo_kind(memo)
-            step: dict[str, Any] = {
-                "id": sid,
-                "name": name,
-                "op": op,
-                "status": "Failed" if kind is protocol.MemoKind.ERROR else "Completed",
-                "started_at": _iso(begun),
-                "ended_at": _iso(ended),
-                "duration_ms": round((ended - begun) * 1000, 3) if begun and ended else None,
-            }
-            if kind is protocol.MemoKind.ERROR:
-                step["error"] = memo["error"]
-            elif kind is protocol.MemoKind.DATA:
-                step["output"] = memo["data"]
-            else:
-                step["output"] = memo
-            steps.append(step)
-        live = self.runs.get(run_id)
-        if live is not None:
-            for sid in sorted(live.pending):
-                steps.append(
-                    {
-                        "id": sid,
-                        "name": live.names.get(sid),
-                        "status": "Running",
-                        "started_at": _iso(live.started.get(sid)),
-                    }
-                )
-        run["steps"] = steps
-        return run
+        return inspection.get_run(self.db, self.runs.get(run_id), run_id)
 
     def event_runs(self, event_id: str) -> list[dict[str, Any]]:
-        rows = self.db.all(
-            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE event_id=? ORDER BY created_at", (event_id,)
-        )
-        return [self._run_summary(r) for r in rows]
+        return inspection.event_runs(self.db, event_id)
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.db.all(f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY created_at DESC LIMIT ?", (limit,))
-        return [self._run_summary(r) for r in rows]
+        return inspection.list_runs(self.db, limit)
 
     def get_event(self, event_id: str) -> dict[str, Any]:
-        row = self.db.one("SELECT body FROM events WHERE id=?", (event_id,))
-        if row is None:
-            raise EngineError(f"event {event_id} not found", 404)
-        event: dict[str, Any] = loads(row[0])
-        return event
+        return inspection.get_event(self.db, event_id)
 
 
 class _EngineTx:
