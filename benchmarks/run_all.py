@@ -85,13 +85,13 @@ class Config:
         return cls(
             frameworks=list(args.frameworks or FRAMEWORKS),
             steps=sorted(set(args.steps or [1, 10, 100])),
-            runs=args.runs or (5 if quick else 30),
-            runs_100=args.runs or (3 if quick else 15),
-            runs_std_100=max(1, args.runs // 3) if args.runs else (2 if quick else 6),
+            runs=args.runs or (5 if quick else 50),
+            runs_100=args.runs or (3 if quick else 25),
+            runs_std_100=max(1, args.runs // 3) if args.runs else (2 if quick else 10),
             warmup=1 if quick else 3,
             throughput_runs=args.throughput_runs
             if args.throughput_runs is not None
-            else (40 if quick else 300),
+            else (40 if quick else 400),
             concurrency=args.concurrency,
             typescript=not args.no_typescript,
             microbench=not args.no_microbench,
@@ -609,7 +609,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer runs (a minute or so)")
     parser.add_argument("--frameworks", nargs="+", choices=[*FRAMEWORKS], help="default: all")
     parser.add_argument("--steps", nargs="+", type=int, choices=[1, 10, 100], help="default: 1 10 100")
-    parser.add_argument("--runs", type=int, help="measured runs per cell (default 30; quick 5)")
+    parser.add_argument("--runs", type=int, help="measured runs per cell (default 50; quick 5)")
     parser.add_argument("--throughput-runs", type=int, help="runs per throughput figure (0: skip)")
     parser.add_argument("--concurrency", type=int, default=8, help="runs in flight at most (throughput)")
     parser.add_argument("--no-typescript", action="store_true", help="skip the TypeScript SDK row")
