@@ -14,10 +14,27 @@ from typing import Any
 from eagerstep._version import __version__
 
 DEFAULT_URL = "http://127.0.0.1:8288"
+#: Kinds of the engine's timer queue (eagerstep.engine.model), listed here so the CLI imports no engine code.
+TIMER_KINDS = frozenset(
+    {
+        "sleep",
+        "wait_timeout",
+        "invoke_timeout",
+        "call",
+        "cancel_timeout",
+        "cron",
+        "run_timeout",
+        "debounce",
+        "batch",
+    }
+)
 
 
 def _engine_url(args: argparse.Namespace) -> str:
-    return str(args.url or os.environ.get("INNGEST_DEV_URL") or DEFAULT_URL).rstrip("/")
+    """--url, else INNGEST_DEV_URL, else INNGEST_DEV when it holds an origin (as apps read it)."""
+    dev = os.environ.get("INNGEST_DEV", "")
+    dev_origin = dev if dev.startswith(("http://", "https://")) else None
+    return str(args.url or os.environ.get("INNGEST_DEV_URL") or dev_origin or DEFAULT_URL).rstrip("/")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
         "--kind",
         action="append",
         default=None,
-        help="timer kinds to fire: sleep, wait_timeout, invoke_timeout, call, cancel_timeout, cron",
+        choices=sorted(TIMER_KINDS),
+        help="timer kinds to fire (repeatable; default: sleep, wait_timeout, invoke_timeout, call)",
     )
     timers.add_argument("--url", default=None, help=f"engine URL (default {DEFAULT_URL})")
 

@@ -120,3 +120,12 @@ def test_cron_wildcards_expressions_and_manual_clock() -> None:
     assert clock.wait_timeout(1001.0) is None and clock.wait_timeout(999.0) == 0.0
     clock.advance(5)
     assert clock.now() == 1005.0 and ticks == [1005.0]
+
+
+def test_cli_timer_kinds_match_the_engine() -> None:
+    from eagerstep import cli
+    from eagerstep.engine import model
+
+    kinds = {v for k, v in vars(model).items() if k.isupper() and isinstance(v, str) and v.islower()}
+    assert kinds >= cli.TIMER_KINDS
+    assert {model.SLEEP, model.CALL, model.RUN_TIMEOUT, model.DEBOUNCE, model.BATCH} <= cli.TIMER_KINDS
