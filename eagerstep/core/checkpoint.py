@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from eagerstep.core.protocol import Header, dumps
@@ -66,14 +66,17 @@ class Checkpointing:
     orchestrator as ``StepPlanned`` (None: no limit). ``max_unflushed_steps``: backpressure cap;
     only past it does a step wait for a flush to finish. ``request_timeout``: per HTTP attempt.
     ``max_attempts``: HTTP attempts per flush. ``retry_delay``: the first backoff (doubling, with
-    jitter).
+    jitter). A reply waits at most ``MAX_REPLY_WAIT`` seconds for the checkpoint API: whatever is
+    unconfirmed by then goes in the reply (a step the server already stored is ignored there).
     """
+
+    MAX_REPLY_WAIT: ClassVar[float] = 10.0
 
     buffered_steps: int = 1
     max_interval: timedelta | None = None
     max_runtime: timedelta | None = timedelta(seconds=10)
     max_unflushed_steps: int = 1000
-    request_timeout: timedelta = timedelta(seconds=5)
+    request_timeout: timedelta = timedelta(seconds=2)
     max_attempts: int = 5
     retry_delay: timedelta = timedelta(milliseconds=100)
 
@@ -394,7 +397,9 @@ class RunCheckpointer:
         return self._inflight is None
 
     def _bound(self, timeout: float | None) -> float:
-        return self.config.longest_flush() if timeout is None else max(0.0, timeout)
+        if timeout is None:
+            return min(self.config.longest_flush(), self.config.MAX_REPLY_WAIT)
+        return max(0.0, timeout)
 
     def _check_not_on_loop(self, name: str) -> None:
         if self._sender.on_own_loop():
