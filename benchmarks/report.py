@@ -324,6 +324,27 @@ def markdown(results: dict[str, Any]) -> str:
         " client)"
         " and is excluded from the medians."
     )
+    cold = []
+    for fw in fws:
+        first = fws[fw].get("first_run", {})
+        key = next((k for k in first if k.startswith(("cp/", "std/"))), None)
+        if key and first[key].get("e2e_ms") is not None:
+            cold.append((fw, key, first[key]))
+    if cold:
+        add("")
+        add(
+            "The first run after the app process starts (cold: lazy imports, the checkpoint sender's"
+            " thread, first connections), event accepted → run completed, against the median warm run:"
+        )
+        add("")
+        add("| app | run | cold, ms | warm median, ms |")
+        add("|---|---|---:|---:|")
+        for fw, key, figures in cold:
+            mode, n = key.split("/")
+            warm = _median(_lat(results, fw, key))
+            label = f"{'checkpointing' if mode == 'cp' else 'standard'}, N = {n}"
+            warm_text = f"{warm:.1f}" if warm is not None else "–"
+            add(f"| {LABELS.get(fw, fw)} | {label} | {figures['e2e_ms']:.1f} | {warm_text} |")
     micro = results.get("microbench")
     if micro:
         add("")
