@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _dev(args: argparse.Namespace) -> int:
     from eagerstep.engine import Engine, serve
+    from eagerstep.engine.server import bind
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -124,16 +126,17 @@ def _dev(args: argparse.Namespace) -> int:
         call_timeout=args.call_timeout,
         app_urls=args.app_urls,
     )
-    origin = f"http://{args.host}:{args.port}"
-    print(f"eagerstep dev {__version__}: Inngest API on {origin} (state in {args.db})", flush=True)
-    print(f"  point apps at it with INNGEST_DEV={origin}; dashboard: {origin}/", flush=True)
     try:
-        asyncio.run(serve(engine, args.host, args.port, log_level="warning"))
-    except KeyboardInterrupt:
-        pass
+        sock = bind(args.host, args.port)
     except OSError as exc:
         print(f"eagerstep dev: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    port = sock.getsockname()[1]  # the real port, also with --port 0
+    origin = f"http://{args.host}:{port}"
+    print(f"eagerstep dev {__version__}: Inngest API on {origin} (state in {args.db})", flush=True)
+    print(f"  point apps at it with INNGEST_DEV={origin}; dashboard: {origin}/", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(engine, args.host, port, log_level="warning", sock=sock))
     return 0
 
 

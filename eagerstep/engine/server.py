@@ -31,10 +31,18 @@ def _server(engine: Engine, *, log_level: str = "warning") -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-async def serve(engine: Engine, host: str, port: int, *, log_level: str = "warning") -> None:
-    """Run the engine and its HTTP API until interrupted (Ctrl-C)."""
+async def serve(
+    engine: Engine,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "warning",
+    sock: socket.socket | None = None,
+) -> None:
+    """Run the engine and its HTTP API until interrupted (Ctrl-C); ``sock``: already bound."""
     async with engine:
-        sock = bind(host, port)
+        if sock is None:
+            sock = bind(host, port)
         await _server(engine, log_level=log_level).serve(sockets=[sock])
 
 
