@@ -480,7 +480,12 @@ def test_invoke_timeout(api: EngineClient) -> None:
         wait_for(
             lambda: any(t["kind"] == "invoke_timeout" for t in api.http.get("/v1/dev/timers").json()["data"])
         )
-        invoked = [c for c in app.calls if c[0]["event"]["name"] == protocol.EVENT_FUNCTION_INVOKED]
+
+        def invoked_calls() -> list[Any]:
+            return [c for c in app.calls if c[0]["event"]["name"] == protocol.EVENT_FUNCTION_INVOKED]
+
+        wait_for(lambda: bool(invoked_calls()))  # the child's call may still be in flight
+        invoked = invoked_calls()
         meta = invoked[0][0]["event"]["data"]["_inngest"]
         assert meta["fn_id"] == "scripted-child" and meta["correlation_id"].endswith("." + invoke_id)
         assert invoked[0][0]["event"]["data"]["x"] == 1
