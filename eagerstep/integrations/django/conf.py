@@ -13,6 +13,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
+from eagerstep.core.config import KEYS as CLIENT_SETTING_KEYS
 from eagerstep.integrations._common import DEFAULT_MAX_BODY_BYTES
 
 if TYPE_CHECKING:
@@ -20,19 +21,8 @@ if TYPE_CHECKING:
     from eagerstep.core.comm import CommHandler
 
 T = TypeVar("T")
-CLIENT_KEYS = (
-    "DEV",
-    "SIGNING_KEY",
-    "SIGNING_KEY_FALLBACK",
-    "EVENT_KEY",
-    "API_BASE_URL",
-    "EVENT_API_BASE_URL",
-    "BASE_URL",
-    "SERVE_ORIGIN",
-    "SERVE_PATH",
-    "ENV",
-    "CHECKPOINTING",
-)
+#: The client settings a Django project may set in EAGERSTEP (APP_ID is read separately).
+CLIENT_KEYS = tuple(key for key in CLIENT_SETTING_KEYS if key != "APP_ID")
 DEFAULTS: dict[str, Any] = {
     "APP_ID": None,
     "CLIENT": None,  # dotted path to your own eagerstep.Client; default: one built from APP_ID
