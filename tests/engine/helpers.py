@@ -31,12 +31,12 @@ def wsgi_app_server(app: Any) -> Iterator[str]:
 def asgi_app_server(app: Any) -> Iterator[str]:
     """Serve an ASGI app with uvicorn on 127.0.0.1 (free port) in a thread; yield its origin."""
     import asyncio
-    import socket
 
     import uvicorn
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    from eagerstep.engine.server import bind
+
+    sock = bind("127.0.0.1", 0)  # IPPROTO_TCP: accepted connections get TCP_NODELAY
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
 

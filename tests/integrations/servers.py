@@ -16,14 +16,27 @@ import httpx
 from eagerstep.core.comm import Request, Response
 
 
+def bind_loopback() -> socket.socket:
+    """A TCP socket bound to 127.0.0.1:<free port> whose accepted connections get TCP_NODELAY.
+
+    Like ``eagerstep.engine.server.bind`` (not imported: the framework envs lack the engine extra).
+    asyncio sets TCP_NODELAY on accepted connections only when the listening socket's proto is
+    IPPROTO_TCP; without it a keep-alive response written in two parts can wait ~40 ms for a
+    delayed ACK.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @contextmanager
 def serve_asgi(app: Any, *, lifespan: str = "auto") -> Iterator[str]:
     """Run ``app`` under uvicorn on 127.0.0.1:<free port>; yields the base URL."""
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_loopback()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, lifespan=lifespan, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
