@@ -1,0 +1,79 @@
+"""The checkpoint API: ``POST /v1/checkpoint/{run_id}/async`` records steps an app ran in place."""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from eagerstep.core import protocol
+from eagerstep.engine.model import EngineError, QueueItem
+from eagerstep.engine.store import dumps
+
+if TYPE_CHECKING:
+    from eagerstep.engine.engine import Engine
+
+
+class CheckpointAPI:
+    """Stores checkpointed StepRun memos (protocol.md §6.3.1); enqueues nothing."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def checkpoint(self, run_id: str, raw: Any) -> None:
+        engine = self.engine
+        engine.stats["checkpoints"] += 1
+        try:
+            request = protocol.CheckpointRequest.model_validate(raw)
+        except ValidationError as exc:
+            raise EngineError(f"invalid checkpoint body: {exc}") from exc
+        for op in request.steps:
+            if op.op not in protocol.SYNC_OPCODES:
+                raise EngineError(f"cannot checkpoint async steps (got op {op.op})")
+        run = engine.runs.get(run_id)
+        if run is None:
+            row = engine.db.one("SELECT status FROM runs WHERE id=?", (run_id,))
+            if row is None:
+                raise EngineError(f"run {run_id} not found")
+            return  # the run already ended: nothing to record
+        item = self.item_for_qi(request.qi_id)
+        if (
+            request.generation_id
+            and item is not None
+            and item.run_id == run_id
+            and item.generation != request.generation_id
+        ):
+            raise EngineError(
+                f"stale dispatch: generation {request.generation_id} != current {item.generation}", 409
+            )
+        now = engine.clock.now()
+        lifecycle = engine.lifecycle
+        with engine.transaction():
+            for op in request.steps:
+                if op.op in ("StepRun", "Step"):
+                    timing = op.timing or {}
+                    begun = timing["a"] / 1e9 if isinstance(timing.get("a"), (int, float)) else None
+                    ended = begun + float(timing.get("b") or 0) / 1e9 if begun is not None else now
+                    lifecycle.store_memo(
+                        run,
+                        op.id,
+                        {"data": op.data if op.has_data else None},
+                        name=op.displayName or op.name,
+                        op="StepRun",
+                        started=begun,
+                        ended=ended,
+                    )
+            if item is not None and item.run_id == run_id and item.payload.get("attempt"):
+                item.payload["attempt"] = 0
+                engine.db.execute("UPDATE queue SET payload=? WHERE id=?", (dumps(item.payload), item.id))
+
+    def item_for_qi(self, qi_id: str | None) -> QueueItem | None:
+        """The queue item a ``qi_id`` (base64 of ``<item id>::default``) names, if still pending."""
+        if not qi_id:
+            return None
+        try:
+            decoded = base64.b64decode(qi_id + "=" * (-len(qi_id) % 4)).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return self.engine.queue.items.get(decoded.split("::", 1)[0])
