@@ -160,6 +160,10 @@ class CommHandler:
         self._max_threads = max_threads or _default_pool_size()
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
         self._pool_lock = threading.Lock()
+        # What serving a call request needs, imported now rather than by the first request (the
+        # execution module pulls in pydantic's validators: milliseconds on a cold process).
+        from eagerstep.core import checkpoint, execution  # noqa: F401
+
         self._headers = {
             protocol.Header.SDK: f"{protocol.SDK_NAME}:v{__version__}",
             protocol.Header.REQ_VERSION: str(protocol.REQUEST_VERSION),
