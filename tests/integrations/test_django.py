@@ -17,6 +17,7 @@ from django.core import checks
 from django.test import AsyncClient, Client
 from django.test.utils import override_settings
 
+from eagerstep.core import deferred
 from tests.http.clients.base import LoopThread
 from tests.http.clients.django import setup_django
 from tests.http.conftest import dev_settings
@@ -222,6 +223,10 @@ def deferring(orchestrator: RecordingOrchestrator) -> Iterator[RecordingOrchestr
         CLIENT="tests.http.functions.client", DEFER_EVENTS=True, **dev_settings(orchestrator)
     ):
         yield orchestrator
+        # The orchestrator records a call before its reply reaches the sender; a send still reading
+        # its reply when the orchestrator stops would fail and retry later against whatever URL the
+        # settings name then (the next test's orchestrator). Let every send finish first.
+        deferred.drain(timeout=30)
 
 
 def sent_modes(orchestrator: RecordingOrchestrator) -> list[str]:
