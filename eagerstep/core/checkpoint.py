@@ -89,6 +89,15 @@ class Checkpointing:
             raise ValueError("Checkpointing(max_attempts=...) must be at least 1")
         if self.request_timeout.total_seconds() <= 0:
             raise ValueError("Checkpointing(request_timeout=...) must be positive")
+        # derived once: every checkpointer of every run reads them (not fields: eq/repr unchanged)
+        per_attempt = self.request_timeout.total_seconds() * 2  # once more with the fallback key
+        base = self.retry_delay.total_seconds()
+        backoffs = sum(base * (2.0 ** (n - 1)) + base for n in range(1, self.max_attempts))
+        longest = self.max_attempts * per_attempt + backoffs + 0.5
+        object.__setattr__(self, "_longest_flush", longest)
+        object.__setattr__(self, "_reply_wait", min(longest, self.MAX_REPLY_WAIT))
+        object.__setattr__(self, "_attempt_timeout", self.request_timeout.total_seconds())
+        object.__setattr__(self, "_interval", self.max_interval.total_seconds() if self.max_interval else 0.0)
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (attempt counts from 1)."""
@@ -97,10 +106,12 @@ class Checkpointing:
 
     def longest_flush(self) -> float:
         """An upper bound, in seconds, for one flush with all its retries."""
-        per_attempt = self.request_timeout.total_seconds() * 2  # once more with the fallback key
-        base = self.retry_delay.total_seconds()
-        backoffs = sum(base * (2.0 ** (n - 1)) + base for n in range(1, self.max_attempts))
-        return self.max_attempts * per_attempt + backoffs + 0.5
+        return self._longest_flush  # type: ignore[attr-defined, no-any-return]
+
+    def reply_wait(self) -> float:
+        """How long a reply waits for the checkpoint API by default: ``longest_flush()``, at most
+        ``MAX_REPLY_WAIT``."""
+        return self._reply_wait  # type: ignore[attr-defined, no-any-return]
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,7 @@ class CheckpointTarget:
     signing_key_fallback: str | None
     sdk_header: str
 
-    @property
+    @functools.cached_property
     def url(self) -> str:
         return f"{self.api_base_url.rstrip('/')}/v1/checkpoint/{self.run_id}/async"
 
@@ -209,9 +220,10 @@ class RunCheckpointer:
         self._wake = sender.wake
         self._buffered = config.buffered_steps
         self._cap = config.max_unflushed_steps
-        self._interval = config.max_interval.total_seconds() if config.max_interval else 0.0
+        self._interval: float = config._interval  # type: ignore[attr-defined]
+        self._timeout: float = config._attempt_timeout  # type: ignore[attr-defined]
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        self._cond: threading.Condition | None = None  # made by the first blocking wait (rare)
         self._futures: list[asyncio.Future[None]] = []
         self._pending: list[dict[str, Any]] = []
         self._inflight: list[dict[str, Any]] | None = None
@@ -398,7 +410,7 @@ class RunCheckpointer:
 
     def _bound(self, timeout: float | None) -> float:
         if timeout is None:
-            return min(self.config.longest_flush(), self.config.MAX_REPLY_WAIT)
+            return self.config.reply_wait()
         return max(0.0, timeout)
 
     def _check_not_on_loop(self, name: str) -> None:
@@ -406,13 +418,18 @@ class RunCheckpointer:
             raise RuntimeError(f"RunCheckpointer.{name}() would block the event loop; await {name}_async()")
 
     def _wait_sync(self, done: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
+            if done():
+                return
+            deadline = time.monotonic() + timeout
+            cond = self._cond
+            if cond is None:
+                cond = self._cond = threading.Condition(self._lock)
             while not done():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
-                self._cond.wait(remaining)
+                cond.wait(remaining)
 
     async def _wait_async(self, done: Callable[[], bool], timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -432,7 +449,8 @@ class RunCheckpointer:
                 return
 
     def _notify_locked(self) -> None:
-        self._cond.notify_all()
+        if self._cond is not None:
+            self._cond.notify_all()
         if self._futures:
             futures, self._futures = self._futures, []
             for future in futures:
@@ -467,10 +485,6 @@ class RunCheckpointer:
             self._timer_token += 1
             self._posting = True
             return _Job(self.target, self._inflight, self._use_fallback, self._timeout)
-
-    @property
-    def _timeout(self) -> float:
-        return self.config.request_timeout.total_seconds()
 
     def _finish(self, job: _Job, outcome: str, detail: str) -> float | None:
         """Record one attempt's outcome. Returns a delay before retrying, or None.
