@@ -114,7 +114,7 @@ class Checkpointing:
         return self._reply_wait  # type: ignore[attr-defined, no-any-return]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class CheckpointTarget:
     """Where and as whom the checkpoints of one call request go."""
 
@@ -128,6 +128,34 @@ class CheckpointTarget:
     signing_key: str | None
     signing_key_fallback: str | None
     sdk_header: str
+
+    def __init__(
+        self,
+        api_base_url: str,
+        run_id: str,
+        fn_id: str,
+        qi_id: str | None,
+        request_id: str | None,
+        generation_id: int | None,
+        request_started_at_ms: int,
+        signing_key: str | None,
+        signing_key_fallback: str | None,
+        sdk_header: str,
+    ) -> None:
+        # One target per call request: a single dict update instead of the ten object.__setattr__
+        # calls a frozen dataclass's generated __init__ makes (same fields, same frozenness).
+        self.__dict__.update(
+            api_base_url=api_base_url,
+            run_id=run_id,
+            fn_id=fn_id,
+            qi_id=qi_id,
+            request_id=request_id,
+            generation_id=generation_id,
+            request_started_at_ms=request_started_at_ms,
+            signing_key=signing_key,
+            signing_key_fallback=signing_key_fallback,
+            sdk_header=sdk_header,
+        )
 
     @functools.cached_property
     def url(self) -> str:
