@@ -9,10 +9,39 @@ from pydantic import ValidationError
 
 from eagerstep.core import protocol
 from eagerstep.engine.model import EngineError, QueueItem
+from eagerstep.engine.ops import Op, fast_op, from_model
 from eagerstep.engine.store import dumps
 
 if TYPE_CHECKING:
     from eagerstep.engine.engine import Engine
+
+_OPTIONAL_STR = ("fn_id", "qi_id", "request_id")
+_OPTIONAL_INT = ("generation_id", "request_started_at", "ts")
+
+
+def _fast_request(raw: Any) -> tuple[str | None, int | None, list[Op]] | None:
+    """(qi_id, generation_id, steps) when every field has exactly its JSON type, else None (then
+    ``protocol.CheckpointRequest`` validates the body and explains what is wrong)."""
+    if type(raw) is not dict or type(raw.get("run_id")) is not str:
+        return None
+    for key in _OPTIONAL_STR:
+        value = raw.get(key)
+        if value is not None and type(value) is not str:
+            return None
+    for key in _OPTIONAL_INT:
+        value = raw.get(key)
+        if value is not None and type(value) is not int:
+            return None
+    steps = raw.get("steps", [])
+    if type(steps) is not list:
+        return None
+    ops: list[Op] = []
+    for step in steps:
+        op = fast_op(step)
+        if op is None:
+            return None
+        ops.append(op)
+    return raw.get("qi_id"), raw.get("generation_id"), ops
 
 
 class CheckpointAPI:
@@ -24,11 +53,15 @@ class CheckpointAPI:
     def checkpoint(self, run_id: str, raw: Any) -> None:
         engine = self.engine
         engine.stats["checkpoints"] += 1
-        try:
-            request = protocol.CheckpointRequest.model_validate(raw)
-        except ValidationError as exc:
-            raise EngineError(f"invalid checkpoint body: {exc}") from exc
-        for op in request.steps:
+        parsed = _fast_request(raw)
+        if parsed is None:
+            try:
+                request = protocol.CheckpointRequest.model_validate(raw)
+            except ValidationError as exc:
+                raise EngineError(f"invalid checkpoint body: {exc}") from exc
+            parsed = request.qi_id, request.generation_id, [from_model(op) for op in request.steps]
+        qi_id, generation_id, steps = parsed
+        for op in steps:
             if op.op not in protocol.SYNC_OPCODES:
                 raise EngineError(f"cannot checkpoint async steps (got op {op.op})")
         run = engine.runs.get(run_id)
@@ -37,20 +70,13 @@ class CheckpointAPI:
             if row is None:
                 raise EngineError(f"run {run_id} not found")
             return  # the run already ended: nothing to record
-        item = self.item_for_qi(request.qi_id)
-        if (
-            request.generation_id
-            and item is not None
-            and item.run_id == run_id
-            and item.generation != request.generation_id
-        ):
-            raise EngineError(
-                f"stale dispatch: generation {request.generation_id} != current {item.generation}", 409
-            )
+        item = self.item_for_qi(qi_id)
+        if generation_id and item is not None and item.run_id == run_id and item.generation != generation_id:
+            raise EngineError(f"stale dispatch: generation {generation_id} != current {item.generation}", 409)
         now = engine.clock.now()
         lifecycle = engine.lifecycle
         with engine.transaction():
-            for op in request.steps:
+            for op in steps:
                 if op.op in ("StepRun", "Step"):
                     timing = op.timing or {}
                     begun = timing["a"] / 1e9 if isinstance(timing.get("a"), (int, float)) else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,72 @@ from eagerstep.engine.model import (
 
 if TYPE_CHECKING:
     from eagerstep.engine.engine import Engine
+
+
+@dataclass(slots=True)
+class Op:
+    """The fields of an op the engine reads (protocol.md §3.2); ``has_data`` tells null from absent."""
+
+    op: str
+    id: str
+    name: str | None
+    displayName: str | None
+    opts: dict[str, Any] | None
+    data: Any
+    error: dict[str, Any] | None
+    timing: dict[str, Any] | None
+    has_data: bool
+
+
+def fast_op(raw: Any) -> Op | None:
+    """``raw`` as an :class:`Op` when every field has exactly its JSON type, else None.
+
+    Accepts a subset of what ``protocol.GeneratorOp`` accepts, with the same result; anything
+    else goes to the model, which coerces or explains what is wrong.
+    """
+    if type(raw) is not dict:
+        return None
+    get = raw.get
+    kind, op_id, name, display = get("op"), get("id", ""), get("name"), get("displayName")
+    opts, error, timing, userland = get("opts"), get("error"), get("timing"), get("userland")
+    if (
+        type(kind) is not str
+        or type(op_id) is not str
+        or (name is not None and type(name) is not str)
+        or (display is not None and type(display) is not str)
+        or (opts is not None and type(opts) is not dict)
+        or (error is not None and type(error) is not dict)
+        or (timing is not None and type(timing) is not dict)
+        or (userland is not None and type(userland) is not dict)
+    ):
+        return None
+    return Op(kind, op_id, name, display, opts, get("data"), error, timing, "data" in raw)
+
+
+def from_model(model: protocol.GeneratorOp) -> Op:
+    return Op(
+        model.op,
+        model.id,
+        model.name,
+        model.displayName,
+        model.opts,
+        model.data,
+        model.error,
+        model.timing,
+        model.has_data,
+    )
+
+
+def parse_ops(raw_ops: Sequence[Any]) -> list[Op]:
+    """Ops from JSON; raises pydantic's ``ValidationError`` (readable) for a malformed one."""
+    ops: list[Op] = []
+    for raw in raw_ops:
+        op = fast_op(raw)
+        if op is None:
+            return [from_model(protocol.GeneratorOp.model_validate(item)) for item in raw_ops]
+        ops.append(op)
+    return ops
+
 
 #: Order in which the ops of one reply are applied (waits first, completion last).
 _ORDER = {
@@ -58,7 +126,7 @@ class OpHandler:
         engine = self.engine
         lifecycle, queue = engine.lifecycle, engine.queue
         try:
-            ops = [protocol.GeneratorOp.model_validate(op) for op in raw_ops]
+            ops = parse_ops(raw_ops)
         except ValidationError as exc:
             engine.caller.function_error(
                 item,
@@ -184,7 +252,7 @@ class OpHandler:
             return
         lifecycle.save_run(run)
 
-    def _wait_for_event(self, run: RunState, op: protocol.GeneratorOp, now: float) -> bool:
+    def _wait_for_event(self, run: RunState, op: Op, now: float) -> bool:
         """Register a wait and its timeout; False when the run failed on a bad expression or timeout."""
         lifecycle = self.engine.lifecycle
         opts = op.opts or {}
@@ -227,7 +295,7 @@ class OpHandler:
         )
         return True
 
-    def _invoke(self, run: RunState, fn: FunctionInfo, op: protocol.GeneratorOp, now: float) -> None:
+    def _invoke(self, run: RunState, fn: FunctionInfo, op: Op, now: float) -> None:
         engine = self.engine
         opts = op.opts or {}
         target_id = str(opts.get("function_id") or "")

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("eagerstep.engine")
 
+_INSERT_STEP = (
+    "INSERT OR IGNORE INTO steps(run_id, id, position, name, op, memo, started_at, ended_at)"
+    " VALUES (?,?,?,?,?,?,?,?)"
+)
+
 
 class RunLifecycle:
     """Every change to a run's row and memos goes through here (inside the caller's transaction)."""
@@ -175,9 +180,9 @@ class RunLifecycle:
         run.memos[step_id] = memo
         run.stack.append(step_id)
         begun = run.started.pop(step_id, None)
-        self.engine.db.execute(
-            "INSERT OR IGNORE INTO steps(run_id, id, position, name, op, memo, started_at, ended_at)"
-            " VALUES (?,?,?,?,?,?,?,?)",
+        # One executemany per transaction for all the memos of a reply or checkpoint.
+        self.engine.db.execute_deferred(
+            _INSERT_STEP,
             (
                 run.id,
                 step_id,

@@ -58,8 +58,8 @@ CREATE INDEX IF NOT EXISTS run_keys_by_key ON run_keys(function_id, kind, key, c
 FINAL_STATUSES = ("Completed", "Failed", "Cancelled")
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+#: ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)`` without building an encoder per call.
+dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def loads(text: str | None) -> Any:
@@ -79,13 +79,15 @@ class Store:
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.conn.executescript(SCHEMA)
         self._depth = 0
+        self._deferred: dict[str, list[tuple[Any, ...]]] = {}
 
     def close(self) -> None:
         self.conn.close()
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One transaction; nested uses join the outer one."""
+        """One transaction; nested uses join the outer one. Deferred rows are written just before
+        the commit, inside the transaction."""
         if self._depth:
             self._depth += 1
             try:
@@ -97,15 +99,31 @@ class Store:
         self._depth = 1
         try:
             yield self.conn
+            for sql, rows in self._deferred.items():
+                self.conn.executemany(sql, rows)
         except BaseException:
             self._depth = 0
+            self._deferred.clear()
             self.conn.execute("ROLLBACK")
             raise
+        self._deferred.clear()
         self._depth = 0
         self.conn.execute("COMMIT")
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
+
+    def execute_deferred(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Run ``sql`` at the end of the current transaction, the rows of one statement in one
+        ``executemany`` (for writes nothing reads back before the commit); at once outside one."""
+        if not self._depth:
+            self.conn.execute(sql, params)
+            return
+        rows = self._deferred.get(sql)
+        if rows is None:
+            self._deferred[sql] = [params]
+        else:
+            rows.append(params)
 
     def one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
