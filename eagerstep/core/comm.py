@@ -578,7 +578,9 @@ class CommHandler:
 
         state, target, config = prepared.state, prepared.target, prepared.state.checkpointing
         if state.function.is_async:
-            return _run_coroutine(lambda: self._execute_async(prepared))
+            # a private loop that ends with this request: its checkpoints go through the process's
+            # sender thread (RunCheckpointer.sync) rather than a sender task set up on the loop
+            return _run_coroutine(lambda: self._execute_async(prepared, private_loop=True))
         settings = self.client.settings
         if target is not None and config is not None:
             state.make_checkpointer = lambda: RunCheckpointer.sync(target, config)
@@ -593,7 +595,7 @@ class CommHandler:
             raise
         return execution.finish(state, outcome)
 
-    async def _execute_async(self, prepared: _Prepared) -> Response:
+    async def _execute_async(self, prepared: _Prepared, *, private_loop: bool = False) -> Response:
         from eagerstep.core import execution
         from eagerstep.core.checkpoint import RunCheckpointer
 
@@ -601,7 +603,10 @@ class CommHandler:
         settings = self.client.settings
         loop = asyncio.get_running_loop()
         if target is not None and config is not None:
-            state.make_checkpointer = lambda: RunCheckpointer.for_loop(target, config, loop)
+            if private_loop:
+                state.make_checkpointer = lambda: RunCheckpointer.sync(target, config)
+            else:
+                state.make_checkpointer = lambda: RunCheckpointer.for_loop(target, config, loop)
         failure = await self._load_state_async(state, settings)
         if failure is not None:
             return failure
