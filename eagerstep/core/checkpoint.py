@@ -785,17 +785,26 @@ class _ThreadSender(_Sender):
 
     # -- the workers
 
+    def ensure_worker(self) -> None:
+        """Have at least one HTTP worker running (started ahead of the first checkpoint call)."""
+        with self._workers_lock:
+            if not self._workers and not self._stopping:
+                self._start_worker_locked()
+
+    def _start_worker_locked(self) -> None:
+        worker = threading.Thread(
+            target=self._work_loop,
+            name=f"eagerstep-checkpoint-http-{len(self._workers)}",
+            daemon=True,
+        )
+        self._workers.append(worker)
+        self._idle += 1
+        worker.start()
+
     def _submit(self, task: Callable[[_Connections], None]) -> None:
         with self._workers_lock:
             if self._idle == 0 and len(self._workers) < self.HTTP_WORKERS:
-                worker = threading.Thread(
-                    target=self._work_loop,
-                    name=f"eagerstep-checkpoint-http-{len(self._workers)}",
-                    daemon=True,
-                )
-                self._workers.append(worker)
-                self._idle += 1
-                worker.start()
+                self._start_worker_locked()
         self._work.put(task)
 
     def _work_loop(self) -> None:
@@ -1061,6 +1070,16 @@ def _thread_sender() -> _ThreadSender:
         if _thread is None or _thread.pid != os.getpid():
             _thread = _ThreadSender()
         return _thread
+
+
+def prestart() -> None:
+    """Start the process's sender thread and one HTTP worker now, if not running in this process.
+
+    The serve handlers call it on their first request, so that no step pays for thread start-up
+    (nor waits for the new threads to be scheduled). Idempotent and fork-safe: a forked child
+    starts its own sender on its own first request.
+    """
+    _thread_sender().ensure_worker()
 
 
 def _loop_sender(loop: asyncio.AbstractEventLoop) -> _LoopSender:
