@@ -157,6 +157,7 @@ class CommHandler:
                 raise ValueError(f"two functions have the id {fn.id!r}")
             self._by_id[fn.fully_qualified_id] = fn
             self._by_id.setdefault(fn.id, fn)
+        self._sender_pid = 0  # the process whose checkpoint sender this handler has started
         self._max_threads = max_threads or _default_pool_size()
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
         self._pool_lock = threading.Lock()
@@ -176,6 +177,8 @@ class CommHandler:
     def handle(self, request: Request) -> Response:
         """Answer one request (for WSGI and other sync servers)."""
         key: str | None = None
+        if self._sender_pid != os.getpid():
+            self._start_sender()
         try:
             self._precheck(request)
             settings = self.client.settings
@@ -196,6 +199,8 @@ class CommHandler:
     async def handle_async(self, request: Request) -> Response:
         """Answer one request (for ASGI servers); ``def`` functions run in a bounded thread pool."""
         key: str | None = None
+        if self._sender_pid != os.getpid():
+            self._start_sender()
         try:
             self._precheck(request)
             settings = self.client.settings
@@ -235,6 +240,18 @@ class CommHandler:
                 self._pool = None
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _start_sender(self) -> None:
+        """On this process's first request: start the checkpoint sender now (created lazily, never
+        at import or construction), rather than inside the first checkpointed step."""
+        self._sender_pid = os.getpid()
+        try:
+            if any(fn.checkpointing is not None for fn in self.functions):
+                from eagerstep.core import checkpoint
+
+                checkpoint.prestart()
+        except Exception:  # settings or threads unavailable: the request reports it, or the first
+            pass  # checkpointed step starts the sender, as it would anyway
 
     def _precheck(self, request: Request) -> None:
         if request.method not in ("GET", "PUT", "POST"):
