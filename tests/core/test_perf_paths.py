@@ -8,7 +8,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,3 +216,34 @@ def test_checkpoint_target_keeps_its_value_semantics() -> None:
     other = dataclasses.replace(target, run_id="r2")
     assert other.url.endswith("/v1/checkpoint/r2/async") and other.request_id == "q"
     assert dataclasses.asdict(target) == fields
+
+
+SENDER_START = """
+import threading
+import eagerstep
+from eagerstep.core.comm import CommHandler, Request
+
+client = eagerstep.Client(app_id="perf", dev=True, api_base_url="http://127.0.0.1:9")
+
+@client.function(id="f", trigger=eagerstep.Event("e"))
+def f(ctx):
+    return 1
+
+handler = CommHandler(client, [f], framework="test")
+print(sorted(t.name for t in threading.enumerate()))
+response = handler.handle(Request("GET", "http://127.0.0.1:9/api/inngest"))
+print(response.status, sorted(t.name for t in threading.enumerate()))
+"""
+
+
+def test_sender_starts_on_the_first_request_not_at_construction() -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    result = subprocess.run(
+        [sys.executable, "-c", SENDER_START], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    created, served = result.stdout.strip().splitlines()[-2:]
+    assert created == "['MainThread']"
+    assert served.startswith("200 ")
+    assert "'eagerstep-checkpoint'" in served and "'eagerstep-checkpoint-http-0'" in served
