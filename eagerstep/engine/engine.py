@@ -280,7 +280,13 @@ class _EngineTx:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         nested = self.engine.db._depth > 1
-        self.cm.__exit__(exc_type, exc, tb)
-        if exc_type is not None and not nested:
-            log.error("a state change failed and was rolled back; reloading state: %r", exc)
-            self.engine.load()
+        failure = exc
+        try:
+            self.cm.__exit__(exc_type, exc, tb)  # the deferred writes and the commit may fail too
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            if failure is not None and not nested:
+                log.error("a state change failed and was rolled back; reloading state: %r", failure)
+                self.engine.load()

@@ -4,6 +4,7 @@ malformed 206 replies and checkpoint bodies are reported. No app is called: the 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,12 @@ async def test_malformed_checkpoint_bodies_are_400s(engine: Engine) -> None:
     with pytest.raises(EngineError) as caught:  # well-formed, coerced by the model, unknown run
         engine.checkpoint("R1", {"run_id": "R1", "generation_id": "2", "steps": []})
     assert "not found" in caught.value.message
+
+
+async def test_a_failing_deferred_write_rolls_back_and_reloads_memory(engine: Engine) -> None:
+    engine.functions.clear()  # memory out of step with the file: the reload must restore it
+    with pytest.raises(sqlite3.OperationalError), engine.transaction():
+        engine.accept_events({"name": "parts/go", "data": {}})
+        engine.db.execute_deferred("INSERT INTO no_such_table VALUES (?)", (1,))
+    assert "parts-fn" in engine.functions
+    assert engine.list_runs() == [] and engine.runs == {}
