@@ -75,12 +75,12 @@ class EventIntake:
         """Store one event and route it: waits and cancellations first, then triggers."""
         engine = self.engine
         db = engine.db
-        if db.one("SELECT 1 FROM events WHERE id=?", (event["id"],)) is not None:
-            return False
-        db.execute(
-            "INSERT INTO events(id, name, body, received_at) VALUES (?,?,?,?)",
+        stored = db.execute(
+            "INSERT OR IGNORE INTO events(id, name, body, received_at) VALUES (?,?,?,?)",
             (event["id"], event["name"], dumps(event), engine.clock.now()),
         )
+        if stored.rowcount == 0:
+            return False  # an event with this id was accepted before
         engine.waits.match(event)
         lifecycle = engine.lifecycle
         if target is not None:

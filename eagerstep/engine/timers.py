@@ -125,7 +125,10 @@ class TimerQueue:
 
     def drop_run(self, run_id: str) -> None:
         """Forget and delete every queue item of a run."""
-        for item_id in list(self.run_items.get(run_id, ())):
+        ids = self.run_items.get(run_id)
+        if not ids:
+            return  # memory mirrors the table: nothing of this run is queued
+        for item_id in list(ids):
             self.unschedule(item_id)
         self.engine.db.execute("DELETE FROM queue WHERE run_id=?", (run_id,))
 

@@ -72,7 +72,10 @@ class WaitIndex:
 
     def drop_run(self, run_id: str) -> None:
         """Forget and delete every wait of a run (its timers go with the run's queue items)."""
-        for wait_id in list(self.by_run.get(run_id, ())):
+        ids = self.by_run.get(run_id)
+        if not ids:
+            return  # memory mirrors the table: the run waits for nothing
+        for wait_id in list(ids):
             self.drop(self.waits[wait_id], delete=False)
         self.engine.db.execute("DELETE FROM waits WHERE run_id=?", (run_id,))
 
