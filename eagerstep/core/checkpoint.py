@@ -8,8 +8,10 @@ encodes JSON or touches the network. Steps that finish while a flush is in fligh
 
 Two senders schedule the flushes:
 
-- one daemon thread per process (``RunCheckpointer.sync``, behind ``handle()``); created lazily,
-  re-created in a forked child (pid check), stopped by :func:`shutdown`;
+- one daemon thread per process (``RunCheckpointer.sync``, behind ``handle()`` and the private
+  loop of an ``async def`` function it serves); created lazily (:func:`prestart`, called by the
+  serve handlers' first request, or the first checkpoint), re-created in a forked child (pid
+  check), stopped by :func:`shutdown`;
 - one asyncio task per event loop (``RunCheckpointer.for_loop``, behind ``handle_async()``): flushes,
   timers and retry waits live on the loop; stopped by :func:`shutdown_async`.
 
