@@ -247,3 +247,59 @@ def test_sender_starts_on_the_first_request_not_at_construction() -> None:
     assert created == "['MainThread']"
     assert served.startswith("200 ")
     assert "'eagerstep-checkpoint'" in served and "'eagerstep-checkpoint-http-0'" in served
+
+
+SENDER_AFTER_FORK = """
+import os, time
+import eagerstep
+from eagerstep.core import checkpoint
+from eagerstep.core.comm import CommHandler, Request
+
+client = eagerstep.Client(app_id="perf", dev=True, api_base_url="http://127.0.0.1:9")
+
+@client.function(id="f", trigger=eagerstep.Event("e"))
+def f(ctx):
+    return 1
+
+handler = CommHandler(client, [f], framework="test")
+handler.handle(Request("GET", "http://127.0.0.1:9/api/inngest"))
+parent = checkpoint._thread
+assert parent is not None and parent.pid == os.getpid()
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        assert checkpoint._thread is None  # the parent's sender does not exist here
+        handler.handle(Request("GET", "http://127.0.0.1:9/api/inngest"))
+        child = checkpoint._thread
+        ok = child is not None and child is not parent and child.pid == os.getpid()
+        code = 0 if ok and child._thread.is_alive() else 2
+    finally:
+        os._exit(code)
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.01)
+else:
+    os.kill(pid, 9)
+    raise SystemExit("the forked child did not finish")
+print("child", os.waitstatus_to_exitcode(status), "parent alive", parent._thread.is_alive())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_its_own_sender_on_its_first_request() -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    result = subprocess.run(
+        [sys.executable, "-c", SENDER_AFTER_FORK],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "child 0 parent alive True"
