@@ -58,7 +58,12 @@ def asgi_app_server(app: Any) -> Iterator[str]:
         sock.close()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+#: How long a wait may take before it fails: generous, so a loaded machine is not a failure; a wait
+#: returns as soon as its condition holds, so passing tests do not get slower.
+WAIT_TIMEOUT = 30.0
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = WAIT_TIMEOUT, interval: float = 0.01) -> Any:
     """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -75,7 +80,7 @@ class EngineClient:
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
-        self.http = httpx.Client(base_url=base_url, timeout=10.0)
+        self.http = httpx.Client(base_url=base_url, timeout=WAIT_TIMEOUT)
 
     def sync(self, app_url: str) -> dict[str, Any]:
         response = self.http.post("/v1/dev/apps", json={"url": app_url})
@@ -97,7 +102,7 @@ class EngineClient:
         return data
 
     def wait_run(
-        self, event_id: str, timeout: float = 10.0, status: tuple[str, ...] = FINAL
+        self, event_id: str, timeout: float = WAIT_TIMEOUT, status: tuple[str, ...] = FINAL
     ) -> dict[str, Any]:
         """Wait until the (first) run of ``event_id`` reaches one of ``status``; return it with steps."""
 
@@ -111,7 +116,7 @@ class EngineClient:
         return result
 
     def wait_step(
-        self, event_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+        self, event_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = WAIT_TIMEOUT
     ) -> None:
         def check() -> bool:
             runs = self.runs_of(event_id)

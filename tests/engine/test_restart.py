@@ -50,7 +50,7 @@ class EngineProcess:
             except httpx.HTTPError:
                 return False
 
-        wait_for(healthy, timeout=15, interval=0.05)
+        wait_for(healthy, interval=0.05)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -126,7 +126,7 @@ def test_kill_and_restart_loses_nothing(engine_process: EngineProcess) -> None:
         api = EngineClient(engine_process.url)
         assert api.runs_of(event_id)[0]["status"] == "Running"
         assert api.fire_timers() == 1
-        run = api.wait_run(event_id, timeout=15)
+        run = api.wait_run(event_id)
         assert run["status"] == "Completed", run
         assert run["output"] == {"a": 1, "b": 2, "c": 1}
         assert [s["name"] for s in run["steps"]] == ["a", "slow", "nap", "c"]
@@ -175,14 +175,14 @@ def test_kill_and_restart_with_eagerstep_checkpointing(engine_process: EnginePro
         engine_process.kill()
         engine_process.start()
         api = EngineClient(engine_process.url)
-        wait_for(lambda: counts.get("slow") == 2, timeout=15)  # re-dispatched; a came from its memo
+        wait_for(lambda: counts.get("slow") == 2)  # re-dispatched; a came from its memo
         gate.set()
-        api.wait_step(event_id, lambda s: s["status"] == "Running" and s["name"] == "nap", timeout=15)
+        api.wait_step(event_id, lambda s: s["status"] == "Running" and s["name"] == "nap")
         engine_process.kill()
         engine_process.start()
         api = EngineClient(engine_process.url)
         assert api.fire_timers() == 1
-        run = api.wait_run(event_id, timeout=15)
+        run = api.wait_run(event_id)
         assert run["status"] == "Completed", run
         assert run["output"] == {"a": 1, "b": 2, "c": 1}
         assert [s["name"] for s in run["steps"]] == ["a", "slow", "nap", "c"]
