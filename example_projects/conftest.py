@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,9 @@ import pytest
 
 HOST = "127.0.0.1"
 FINAL = ("Completed", "Failed", "Cancelled")
+#: How long a wait may take before it fails: generous, so a loaded machine is not a failure; a wait
+#: returns as soon as its condition holds, so passing tests do not get slower.
+WAIT_TIMEOUT = 30.0
 
 
 def free_port() -> int:
@@ -31,7 +35,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0, server: Server | None = None) -> Any:
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = WAIT_TIMEOUT, server: Server | None = None
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail (with the server's log) after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -91,7 +97,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class Server:
-    """A child process serving HTTP on a free loopback port, in its own process group."""
+    """A child process serving HTTP on a free loopback port, in its own process group.
+
+    With ``announces``, the child is given port 0 and binds a free port itself; the pattern's first
+    group, matched in the child's output, is the port it got (no window for another process to take
+    it). Otherwise the port is picked here and handed to the child (see :func:`owns_port`).
+    """
 
     def __init__(
         self,
@@ -103,10 +114,11 @@ class Server:
         log_dir: Path,
         health_path: str = "/",
         timeout: float = 30.0,
+        announces: re.Pattern[str] | None = None,
     ) -> None:
         self.name = name
         for attempt in range(3):  # a lost race for the free port makes the child exit: try another
-            self.port = free_port()
+            self.port = 0 if announces else free_port()
             self.url = f"http://{HOST}:{self.port}"
             self.log = log_dir / f"{name}-{attempt}.log"
             with open(self.log, "wb") as log:
@@ -120,12 +132,24 @@ class Server:
                     start_new_session=True,
                 )
             try:
+                if announces is not None:
+                    self.port = wait_for(
+                        f"{name} announcing its port", lambda: self._port(announces), timeout, self
+                    )
+                    self.url = f"http://{HOST}:{self.port}"
                 wait_for(f"{name} answering", lambda: self._up(health_path), timeout, self)
                 return
             except AssertionError:
                 self.stop()
                 if attempt == 2:
                     raise
+
+    def _port(self, announces: re.Pattern[str]) -> int | None:
+        try:
+            found = announces.search(self.log.read_text(errors="replace"))
+        except OSError:
+            return None
+        return int(found.group(1)) if found else None
 
     def _up(self, health_path: str) -> bool:
         return answers(self.url + health_path) and owns_port(self.proc.pid, self.port) is not False
@@ -162,9 +186,10 @@ class Engine:
             env=clean_env(),
             log_dir=tmp,
             health_path="/health",
+            announces=re.compile(rf"Inngest API on http://{re.escape(HOST)}:(\d+)"),
         )  # fmt: skip
         self.url = self.server.url
-        self.http = httpx.Client(base_url=self.url, timeout=10.0)
+        self.http = httpx.Client(base_url=self.url, timeout=WAIT_TIMEOUT)
 
     def close(self) -> None:
         self.http.close()
@@ -182,13 +207,16 @@ class Engine:
     def run(self, run_id: str) -> dict[str, Any]:
         return dict(self.http.get(f"/v1/runs/{run_id}").json()["data"])
 
-    def run_of(self, event_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    def run_of(self, event_id: str, timeout: float = WAIT_TIMEOUT) -> dict[str, Any]:
         """The (first) run an event started, once it exists."""
         runs = wait_for(f"a run for event {event_id}", lambda: self.runs(event_id), timeout)
         return self.run(runs[0]["run_id"])
 
     def wait_run(
-        self, run_id: str, until: Callable[[dict[str, Any]], bool] | None = None, timeout: float = 10.0
+        self,
+        run_id: str,
+        until: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = WAIT_TIMEOUT,
     ) -> dict[str, Any]:
         """Poll the run until ``until(run)`` holds (default: it has ended)."""
         condition = until or (lambda run: run["status"] in FINAL)
@@ -204,7 +232,7 @@ class Engine:
         return int(self.http.post("/v1/dev/timers/fire", json={"run_id": run_id}).json()["fired"])
 
     @staticmethod
-    def wait(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    def wait(check: Callable[[], Any], timeout: float = WAIT_TIMEOUT) -> Any:
         """Poll any condition (bounded)."""
         return wait_for("condition", check, timeout)
 
