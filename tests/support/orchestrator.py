@@ -28,6 +28,9 @@ from eagerstep.core.protocol import SYNC_OPCODES, parse_register_request
 from eagerstep.core.signing import hash_signing_key
 
 CHECKPOINT_PREFIX = "/v1/checkpoint/"
+#: How long the wait helpers wait before giving up: generous, so a loaded machine is not a failure;
+#: a wait returns as soon as its condition holds, so passing tests do not get slower.
+WAIT_TIMEOUT = 30.0
 
 
 @dataclass
@@ -298,7 +301,7 @@ class RecordingOrchestrator:
                 return StoredSteps()
             return StoredSteps(state.checkpointed.items(), state.duplicates)
 
-    def wait_for(self, predicate: Any, timeout: float = 5.0) -> bool:
+    def wait_for(self, predicate: Any, timeout: float = WAIT_TIMEOUT) -> bool:
         """Wait (bounded) until ``predicate()`` is true; re-checked after every call."""
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -309,13 +312,17 @@ class RecordingOrchestrator:
                 self._changed.wait(min(remaining, 0.05))
         return True
 
-    def wait_for_calls(self, prefix: str, count: int, timeout: float = 5.0) -> list[RecordedCall]:
-        """Wait until at least ``count`` calls under ``prefix`` were answered; return them."""
+    def wait_for_calls(self, prefix: str, count: int, timeout: float = WAIT_TIMEOUT) -> list[RecordedCall]:
+        """Wait until at least ``count`` calls under ``prefix`` were answered; return them.
+
+        Fails (AssertionError) when they were not within ``timeout``."""
 
         def done() -> bool:
             return sum(1 for c in self.calls if c.path.startswith(prefix) and c.status) >= count
 
-        self.wait_for(done, timeout)
+        if not self.wait_for(done, timeout):
+            answered = sum(1 for c in self.calls_to(prefix) if c.status)
+            raise AssertionError(f"{answered} of {count} calls under {prefix} answered within {timeout}s")
         return self.calls_to(prefix)
 
     def received(self, prefix: str) -> int:
@@ -323,7 +330,7 @@ class RecordingOrchestrator:
         with self._lock:
             return sum(1 for c in self.calls if c.path.startswith(prefix))
 
-    def wait_received(self, prefix: str, count: int, timeout: float = 5.0) -> bool:
+    def wait_received(self, prefix: str, count: int, timeout: float = WAIT_TIMEOUT) -> bool:
         """Wait until ``count`` requests under ``prefix`` arrived (answered or not)."""
 
         def arrived() -> bool:
