@@ -209,7 +209,7 @@ class Engine:
 
     def run_of(self, event_id: str, timeout: float = WAIT_TIMEOUT) -> dict[str, Any]:
         """The (first) run an event started, once it exists."""
-        runs = wait_for(f"a run for event {event_id}", lambda: self.runs(event_id), timeout)
+        runs = wait_for(f"a run for event {event_id}", lambda: self.runs(event_id), timeout, self.server)
         return self.run(runs[0]["run_id"])
 
     def wait_run(
@@ -225,16 +225,15 @@ class Engine:
             run = self.run(run_id)
             return run if condition(run) else None
 
-        found: dict[str, Any] = wait_for(f"run {run_id}", check, timeout)
+        found: dict[str, Any] = wait_for(f"run {run_id}", check, timeout, self.server)
         return found
 
     def fire_timers(self, run_id: str) -> int:
         return int(self.http.post("/v1/dev/timers/fire", json={"run_id": run_id}).json()["fired"])
 
-    @staticmethod
-    def wait(check: Callable[[], Any], timeout: float = WAIT_TIMEOUT) -> Any:
-        """Poll any condition (bounded)."""
-        return wait_for("condition", check, timeout)
+    def wait(self, check: Callable[[], Any], timeout: float = WAIT_TIMEOUT) -> Any:
+        """Poll any condition (bounded); a failure shows the engine's log."""
+        return wait_for("condition", check, timeout, self.server)
 
     @staticmethod
     def step_names(run: dict[str, Any]) -> list[str]:
