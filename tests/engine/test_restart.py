@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,22 +27,34 @@ from tests.engine.helpers import EngineClient, wait_for, wsgi_app_server
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(60)]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+ANNOUNCED = re.compile(r"Inngest API on http://127\.0\.0\.1:(\d+)")
 
 
 class EngineProcess:
-    def __init__(self, db: Path, port: int) -> None:
-        self.db, self.port = db, port
-        self.url = f"http://127.0.0.1:{port}"
+    """``eagerstep dev`` as a process. The first start binds port 0 (the engine announces the port it
+    got, so no other process can take it in between); restarts reuse that port, as the app's URL
+    for the engine must not change."""
+
+    def __init__(self, db: Path) -> None:
+        self.db, self.port = db, 0
+        self.url = ""
+        self.log = db.with_suffix(".log")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "eagerstep", "dev", "--port", str(self.port), "--db", str(self.db)]
         cmd += ["--retry-interval", "0.05", "--log-level", "warning"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+        def announced() -> int | None:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            found = ANNOUNCED.search(self.log.read_text(errors="replace"))
+            return int(found.group(1)) if found else None
+
+        if self.port == 0:
+            self.port = wait_for(announced, interval=0.02)
+            self.url = f"http://127.0.0.1:{self.port}"
 
         def healthy() -> bool:
             try:
@@ -68,7 +80,7 @@ class EngineProcess:
 
 @pytest.fixture
 def engine_process(tmp_path: Path) -> Iterator[EngineProcess]:
-    process = EngineProcess(tmp_path / "dev.db", free_port())
+    process = EngineProcess(tmp_path / "dev.db")
     process.start()
     yield process
     process.stop()
