@@ -29,7 +29,7 @@ from eagerstep._version import __version__
 from eagerstep.core import protocol, signing
 
 if TYPE_CHECKING:
-    from eagerstep.core.checkpoint import CheckpointTarget
+    from eagerstep.core import checkpoint, execution
     from eagerstep.core.client import Client
     from eagerstep.core.config import Settings
     from eagerstep.core.execution import RunState
@@ -38,6 +38,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("eagerstep")
 
 T = TypeVar("T")
+
+
+def _import_runtime() -> None:
+    """Import what serving a call request needs. CommHandler does it when created, not the first
+    request (execution pulls in pydantic's validators: milliseconds on a cold process); not at
+    import either (execution imports this module)."""
+    global checkpoint, execution
+    from eagerstep.core import checkpoint, execution
 
 
 def _lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
@@ -128,7 +136,7 @@ class _Prepared:
 
     state: RunState
     key: str | None
-    target: CheckpointTarget | None
+    target: checkpoint.CheckpointTarget | None
 
 
 class CommHandler:
@@ -161,9 +169,7 @@ class CommHandler:
         self._max_threads = max_threads or _default_pool_size()
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
         self._pool_lock = threading.Lock()
-        # What serving a call request needs, imported now rather than by the first request (the
-        # execution module pulls in pydantic's validators: milliseconds on a cold process).
-        from eagerstep.core import checkpoint, execution  # noqa: F401
+        _import_runtime()
 
         self._headers = {
             protocol.Header.SDK: f"{protocol.SDK_NAME}:v{__version__}",
@@ -247,8 +253,6 @@ class CommHandler:
         self._sender_pid = os.getpid()
         try:
             if any(fn.checkpointing is not None for fn in self.functions):
-                from eagerstep.core import checkpoint
-
                 checkpoint.prestart()
         except Exception:  # settings or threads unavailable: the request reports it, or the first
             pass  # checkpointed step starts the sender, as it would anyway
@@ -498,8 +502,6 @@ class CommHandler:
     # -- POST --------------------------------------------------------------------------------
 
     def _prepare_post(self, request: Request, settings: Settings) -> _Prepared:
-        from eagerstep.core.execution import RunState
-
         started = time.monotonic()
         key = self._verify(request, settings, required=True)
         probe = request.query.get("probe")
@@ -550,32 +552,32 @@ class CommHandler:
         step_id = request.query.get("stepId") or request.header(protocol.Header.STEP_ID) or "step"
         target = None if step_id == "step" else step_id
         config = function.checkpointing
-        checkpoint = (
+        checkpointed = (
             config is not None
             and target is None
             and bool(call.ctx.fn_id)
             and not call.ctx.disable_immediate_execution
         )
-        state = RunState(
+        state = execution.RunState(
             function,
             call,
             target_step=target,
-            checkpointing=config if checkpoint else None,
+            checkpointing=config if checkpointed else None,
             started=started,
         )
-        return _Prepared(state, key, self._checkpoint_target(request, call, settings) if checkpoint else None)
+        return _Prepared(
+            state, key, self._checkpoint_target(request, call, settings) if checkpointed else None
+        )
 
     def _checkpoint_target(
         self, request: Request, call: protocol.CallRequest, settings: Settings
-    ) -> CheckpointTarget:
-        from eagerstep.core.checkpoint import CheckpointTarget
-
+    ) -> checkpoint.CheckpointTarget:
         ctx = call.ctx
         generation = request.header(protocol.Header.GENERATION_ID)
         generation_id = ctx.generation_id
         if generation is not None and generation.lstrip("-").isdigit():
             generation_id = int(generation)
-        return CheckpointTarget(
+        return checkpoint.CheckpointTarget(
             api_base_url=settings.api_base_url,
             run_id=ctx.run_id,
             fn_id=ctx.fn_id or "",
@@ -590,9 +592,6 @@ class CommHandler:
 
     def _execute(self, prepared: _Prepared) -> Response:
         """Run a call request on this thread (``def``) or on a private event loop (``async def``)."""
-        from eagerstep.core import execution
-        from eagerstep.core.checkpoint import RunCheckpointer
-
         state, target, config = prepared.state, prepared.target, prepared.state.checkpointing
         if state.function.is_async:
             # a private loop that ends with this request: its checkpoints go through the process's
@@ -600,7 +599,7 @@ class CommHandler:
             return _run_coroutine(lambda: self._execute_async(prepared, private_loop=True))
         settings = self.client.settings
         if target is not None and config is not None:
-            state.make_checkpointer = lambda: RunCheckpointer.sync(target, config)
+            state.make_checkpointer = lambda: checkpoint.RunCheckpointer.sync(target, config)
         failure = self._load_state_sync(state, settings)
         if failure is not None:
             return failure
@@ -613,17 +612,14 @@ class CommHandler:
         return execution.finish(state, outcome)
 
     async def _execute_async(self, prepared: _Prepared, *, private_loop: bool = False) -> Response:
-        from eagerstep.core import execution
-        from eagerstep.core.checkpoint import RunCheckpointer
-
         state, target, config = prepared.state, prepared.target, prepared.state.checkpointing
         settings = self.client.settings
         loop = asyncio.get_running_loop()
         if target is not None and config is not None:
             if private_loop:
-                state.make_checkpointer = lambda: RunCheckpointer.sync(target, config)
+                state.make_checkpointer = lambda: checkpoint.RunCheckpointer.sync(target, config)
             else:
-                state.make_checkpointer = lambda: RunCheckpointer.for_loop(target, config, loop)
+                state.make_checkpointer = lambda: checkpoint.RunCheckpointer.for_loop(target, config, loop)
         failure = await self._load_state_async(state, settings)
         if failure is not None:
             return failure
