@@ -520,9 +520,16 @@ def _fault_body(fault: Fault) -> bytes:
     return json.dumps({"error": f"programmed fault ({fault.status})", "status": fault.status}).encode()
 
 
+_reserved: list[socket.socket] = []
+
+
 def unused_url() -> str:
-    """The URL of a loopback port nothing listens on (connections are refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    """The URL of a loopback port nothing listens on (connections are refused).
+
+    The port stays bound (never listening) until the process exits, so no server started later
+    (on port 0) can get it and answer where a test expects a refusal.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    _reserved.append(sock)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
