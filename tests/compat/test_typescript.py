@@ -3,8 +3,8 @@ checkpointing on by default): one call request, steps arriving through the check
 
 from __future__ import annotations
 
+import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,34 +38,32 @@ def _install() -> None:
         pytest.skip(f"npm install of the TypeScript SDK failed: {exc}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ts_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngineClient, str]]:
     _install()
-    db = tmp_path_factory.mktemp("ts") / "engine.db"
-    with EngineServer(db) as engine:
-        port = _free_port()
-        proc = subprocess.Popen(
-            ["node", "app.js", str(port), engine.url],
-            cwd=APP_DIR,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        origin = f"http://127.0.0.1:{port}"
+    tmp = tmp_path_factory.mktemp("ts")
+    log = tmp / "app.log"
+    with EngineServer(tmp / "engine.db") as engine:
+        with open(log, "wb") as out:  # port 0: the app listens on a free port and prints it
+            proc = subprocess.Popen(
+                ["node", "app.js", "0", engine.url], cwd=APP_DIR, stdout=out, stderr=subprocess.STDOUT
+            )
 
-        def up() -> bool:
-            try:
-                return httpx.get(origin + "/api/inngest", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
+        def ready() -> int | None:
+            assert proc.poll() is None, log.read_text(errors="replace")
+            found = re.search(r"^ready (\d+)$", log.read_text(errors="replace"), re.M)
+            return int(found.group(1)) if found else None
 
         try:
-            wait_for(up, timeout=30, interval=0.1)
+            origin = f"http://127.0.0.1:{wait_for(ready, interval=0.05)}"
+
+            def up() -> bool:
+                try:
+                    return httpx.get(origin + "/api/inngest", timeout=1).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_for(up, interval=0.1)
             api = EngineClient(engine.url)
             reply = api.sync(origin + "/api/inngest")
             assert reply["app_status"] == 200, reply

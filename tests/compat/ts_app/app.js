@@ -1,5 +1,5 @@
 // A ten-step function served by the official Inngest TypeScript SDK (checkpointing is on by default in v4).
-// Usage: node app.js <port> <engine url>
+// Usage: node app.js <port, or 0 for a free one> <engine url>
 const express = require("express");
 const { Inngest } = require("inngest");
 const { serve } = require("inngest/express");
@@ -40,4 +40,5 @@ const pauses = inngest.createFunction(
 const app = express();
 app.use(express.json({ limit: "10mb" }));
 app.use("/api/inngest", serve({ client: inngest, functions: [tenSteps, pauses] }));
-app.listen(port, "127.0.0.1", () => console.log(`ready ${port}`));
+// Port 0: the system picks a free port; the line below tells the test which one.
+const server = app.listen(port, "127.0.0.1", () => console.log(`ready ${server.address().port}`));
