@@ -842,6 +842,10 @@ class _ThreadSender(_Sender):
     # -- the scheduler
 
     def _run(self) -> None:
+        # The first HTTP worker starts here, not on the thread that started this sender; with no
+        # thread to spare now, _submit tries again when there is work.
+        with contextlib.suppress(RuntimeError):
+            self.ensure_worker()
         ready: deque[tuple[RunCheckpointer, int, int]] = deque()
         timers: list[tuple[float, int, RunCheckpointer, int, int]] = []
         sequence = itertools.count()
@@ -1075,13 +1079,14 @@ def _thread_sender() -> _ThreadSender:
 
 
 def prestart() -> None:
-    """Start the process's sender thread and one HTTP worker now, if not running in this process.
+    """Start the process's sender thread now, if not running in this process (it starts its
+    first HTTP worker itself).
 
     The serve handlers call it on their first request, so that no step pays for thread start-up
-    (nor waits for the new threads to be scheduled). Idempotent and fork-safe: a forked child
+    (nor waits for the new thread to be scheduled). Idempotent and fork-safe: a forked child
     starts its own sender on its own first request.
     """
-    _thread_sender().ensure_worker()
+    _thread_sender()
 
 
 def _loop_sender(loop: asyncio.AbstractEventLoop) -> _LoopSender:
