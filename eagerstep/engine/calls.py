@@ -61,8 +61,9 @@ class CallLoop:
             await self._perform_call(item)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("call %s failed unexpectedly", item.id)
+            self._recover(item, exc)
         finally:
             inflight = engine.queue.inflight
             if inflight.get(item.id) == item.generation:
@@ -70,6 +71,30 @@ class CallLoop:
             parked = engine.flow.release(slot)
             if parked is not None:
                 engine.spawn(self._call(parked, slot))
+
+    def _recover(self, item: QueueItem, exc: Exception) -> None:
+        """After an unexpected failure of a call: count it as a failed attempt (retried after a
+        delay, or failing the run), so the item never stays queued with nothing to dispatch it.
+
+        The dispatcher popped the item from the timer heap when it started the call; without this,
+        the run would wait forever (until the engine restarts)."""
+        engine = self.engine
+        queue = engine.queue
+        if queue.items.get(item.id) is not item:
+            return  # the run ended, or a rolled-back state change reloaded and re-queued the item
+        run = engine.runs.get(item.run_id or "")
+        fn = engine.functions.get(run.function_id) if run is not None else None
+        try:
+            with engine.transaction():
+                if run is None or fn is None:
+                    queue.retry_later(item)  # the next dispatch sorts out the missing run or function
+                    return
+                queue.delete_item(item)
+                error = {"name": "EngineError", "message": f"the engine could not call the app: {exc!r}"}
+                self.function_error(item, run, fn, error, False, None)
+        except Exception:
+            # rolled back: memory was reloaded from the file, which re-queued the item
+            log.exception("recovering call %s failed", item.id)
 
     def build_call(self, item: QueueItem, run: RunState, fn: FunctionInfo) -> tuple[bytes, dict[str, str]]:
         step_id = item.payload["step_id"]

@@ -62,6 +62,7 @@ class TimerQueue:
     def start_dispatcher(self) -> None:
         self.engine.clock.on_change(self._wake_threadsafe)
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="eagerstep-dispatcher")
+        self._dispatcher.add_done_callback(_report_end)
 
     async def stop(self) -> None:
         if self._dispatcher is not None:
@@ -175,25 +176,52 @@ class TimerQueue:
         loop = asyncio.get_running_loop()
         clock, heap, items, inflight = self.engine.clock, self.heap, self.items, self.inflight
         while True:
-            self.wake.clear()
-            now = clock.now()
-            while heap and heap[0][0] <= now:
-                due, _, item_id = heapq.heappop(heap)
-                item = items.get(item_id)
-                if item is None or item.due_at != due or item_id in inflight:
-                    continue
-                try:
-                    self._run_item(item)
-                except Exception:
-                    log.exception("processing queue item %s (%s) failed", item.id, item.kind)
             handle = None
-            if heap:
-                timeout = clock.wait_timeout(heap[0][0])
-                if timeout is not None:
-                    handle = loop.call_later(timeout, self.wake.set)
+            try:
+                self.wake.clear()
+                now = clock.now()
+                while heap and heap[0][0] <= now:
+                    due, _, item_id = heapq.heappop(heap)
+                    item = items.get(item_id)
+                    if item is None or item.due_at != due or item_id in inflight:
+                        continue
+                    try:
+                        self._run_item(item)
+                    except Exception:
+                        log.exception("processing queue item %s (%s) failed", item.id, item.kind)
+                        self._retry_after_failure(item_id)
+                if heap:
+                    timeout = clock.wait_timeout(heap[0][0])
+                    if timeout is not None:
+                        handle = loop.call_later(timeout, self.wake.set)
+            except Exception:  # never let the dispatcher die: nothing would run any more
+                log.exception("the dispatcher failed; it goes on")
+                handle = loop.call_later(self._failure_delay(), self.wake.set)
             await self.wake.wait()
             if handle is not None:
                 handle.cancel()
+
+    def _failure_delay(self) -> float:
+        return max(self.engine.retry_interval, 0.01)
+
+    def _retry_after_failure(self, item_id: str) -> None:
+        """An item failed: it goes back in the queue a little later, never lost and never spinning.
+
+        A failed CALL start left the item queued but popped from the heap; a failed timer rolled
+        back, and the reload re-queued it as due now (it would fail again at once, forever)."""
+        item = self.items.get(item_id)
+        if item is None or item_id in self.inflight:
+            return
+        try:
+            self.retry_later(item)
+        except Exception:
+            log.exception("re-queueing item %s failed", item_id)
+
+    def retry_later(self, item: QueueItem) -> None:
+        """Make a queued item due again after the engine's retry interval."""
+        item.due_at = self.engine.clock.now() + self._failure_delay()
+        self.engine.db.execute("UPDATE queue SET due_at=? WHERE id=?", (item.due_at, item.id))
+        self.schedule(item)
 
     def _run_item(self, item: QueueItem) -> None:
         engine = self.engine
@@ -263,3 +291,9 @@ class TimerQueue:
         data = {"cron": expr, "scheduledAt": _iso(item.due_at), "fireAt": _iso(now)}
         self.engine.intake.emit(protocol.EVENT_SCHEDULED_TIMER, data, target=fn)
         self.enqueue(CRON, None, next_cron_time(expr, max(now, item.due_at)), dict(item.payload))
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    """Log it if the dispatcher ever ends other than by ``stop()``: the engine would be stalled."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the dispatcher stopped; runs will not progress", exc_info=task.exception())
