@@ -418,6 +418,11 @@ class RunCheckpointer:
     def in_flight(self) -> bool:
         return self._inflight is not None
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` or :meth:`settle` began: nothing more is sent."""
+        return self._closed
+
     def _close_for_settle(self) -> None:
         with self._lock:
             self._closed = self._halted = True

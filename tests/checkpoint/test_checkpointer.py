@@ -212,8 +212,18 @@ def test_settle_waits_for_the_flush_in_flight_only(orchestrator: RecordingOrches
     ckpt.push(op(0))
     assert orchestrator.wait_received(CKPT, 1)
     ckpt.push(op(1))
-    threading.Timer(0.05, gate.set).start()
+
+    def open_gate_once_settling() -> None:
+        # only after settle() has closed the checkpointer: s1 must not join a flush before it
+        deadline = time.monotonic() + 5
+        while not ckpt.closed and time.monotonic() < deadline:
+            time.sleep(0.001)
+        gate.set()
+
+    opener = threading.Thread(target=open_gate_once_settling, daemon=True)
+    opener.start()
     assert ids(ckpt.settle(timeout=5)) == [hash_step_id("s1")]  # s0 confirmed, s1 never sent
+    opener.join(5)
     ckpt.push(op(2))  # settled: buffered, never sent
     assert ids(ckpt.unconfirmed()) == [hash_step_id("s1"), hash_step_id("s2")]
     assert len(orchestrator.checkpoint_calls("run-1")) == 1
