@@ -27,7 +27,8 @@ PLAIN_LABELS = {
 }
 EAGERSTEP = ("django-wsgi", "django-asgi", "flask", "fastapi")
 
-# Targets and reference figures (issue 7, issue 3, protocol.md Appendix A).
+# Targets and reference figures: the project's targets, and the official TypeScript SDK measured
+# against the Inngest dev server on this kind of machine.
 TARGET_OVERHEAD_US = 50.0
 TARGET_OVERHEAD_STRICT_US = 20.0
 TARGET_E2E_10_MS = 10.0
@@ -179,7 +180,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f" {verdict} (worst median {worst:.1f} µs)."
             )
     add(
-        f"- For scale (protocol.md Appendix A, this kind of machine): the TypeScript SDK against the real"
+        f"- For scale (measured on this kind of machine): the TypeScript SDK against the real"
         " Inngest"
         f" dev server takes {TS_DEV_SERVER['event_to_end_ms']:.0f} ms event → end and"
         f" {TS_DEV_SERVER['first_request_to_end_ms']:.0f} ms first request → end for 10 steps; standard mode"
@@ -506,7 +507,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             )
         ax.scatter([10], [reference], marker="x", s=80, color="black", zorder=5, label="_ref")
         ax.annotate(
-            f"{reference_label}\n(protocol.md App. A): {reference:.0f} ms",
+            f"{reference_label}\n(measured on this kind of machine): {reference:.0f} ms",
             (10, reference),
             textcoords="offset points",
             xytext=(10, -4),

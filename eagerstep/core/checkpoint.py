@@ -1,7 +1,7 @@
 """The checkpoint buffer and its transport (a sender thread behind handle(), a task behind handle_async()).
 
 A :class:`RunCheckpointer` buffers the ``StepRun`` ops of one call request and sends them to
-``POST {api}/v1/checkpoint/{run_id}/async`` off the user's thread (protocol.md §6.3.1). ``push`` is
+``POST {api}/v1/checkpoint/{run_id}/async`` off the user's thread. ``push`` is
 the hot path: it appends to a list under a lock and, when a flush is due, wakes the sender; it never
 encodes JSON or touches the network. Steps that finish while a flush is in flight join the next one
 (coalescing), so a fast function makes fewer checkpoint calls than it has steps.

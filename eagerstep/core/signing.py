@@ -1,4 +1,4 @@
-"""HMAC request/response signatures and hashed bearer keys (protocol.md §4.2)."""
+"""HMAC request/response signatures and hashed bearer keys (Inngest protocol)."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ def _fast_request(raw: Any) -> tuple[str | None, int | None, list[Op]] | None:
 
 
 class CheckpointAPI:
-    """Stores checkpointed StepRun memos (protocol.md §6.3.1); enqueues nothing."""
+    """Stores checkpointed StepRun memos; enqueues nothing."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -246,7 +246,7 @@ class Engine:
     # ------------------------------------------------------------------ checkpoint API
 
     def checkpoint(self, run_id: str, raw: Any) -> None:
-        """``POST /v1/checkpoint/{run_id}/async`` (protocol.md §6.3.1)."""
+        """``POST /v1/checkpoint/{run_id}/async``."""
         self.checkpoints.checkpoint(run_id, raw)
 
     # ------------------------------------------------------------------ state and inspection APIs

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class Op:
-    """The fields of an op the engine reads (protocol.md §3.2); ``has_data`` tells null from absent."""
+    """The fields of an op the engine reads; ``has_data`` tells null from absent."""
 
     op: str
     id: str

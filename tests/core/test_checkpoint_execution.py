@@ -1,4 +1,4 @@
-"""The execution side of checkpointing (design.md §4, protocol.md §6.4): when a request runs steps in
+"""The execution side of checkpointing: when a request runs steps in
 place and keeps going, when it falls back, and that no completed step is ever dropped."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Client.send / send_async against a real event API on loopback (protocol.md §5.1)."""
+"""Client.send / send_async against a real event API on loopback."""
 
 from __future__ import annotations
 

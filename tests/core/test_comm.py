@@ -1,4 +1,4 @@
-"""CommHandler: introspection, sync, signatures, trust probe and uniform errors (protocol.md §1, §4)."""
+"""CommHandler: introspection, sync, signatures, trust probe and uniform errors."""
 
 from __future__ import annotations
 

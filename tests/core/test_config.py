@@ -1,4 +1,4 @@
-"""Settings resolution: explicit > framework source > INNGEST_* env > defaults (design.md §3)."""
+"""Settings resolution: explicit > framework source > INNGEST_* env > defaults."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Execution in standard mode, request by request: replay, op shapes, errors (protocol.md §2-3)."""
+"""Execution in standard mode, request by request: replay, op shapes, errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Function definitions and their sync payload (protocol.md §1.3)."""
+"""Function definitions and their sync payload."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Play an orchestrator's call loop over an SDK handler, in process (protocol.md §7.1 item 3-4).
+"""Play an orchestrator's call loop over an SDK handler, in process.
 
 ``drive(handle, fn_id, event)`` sends call requests to ``handle(Request) -> Response`` (sync) and
 ``await drive_async(handle_async, ...)`` to an async one, exactly as a server would: it keeps the

@@ -1,4 +1,4 @@
-"""Build call requests exactly as an Inngest server sends them (protocol.md §2.1-2.2, Appendix A)."""
+"""Build call requests exactly as an Inngest server sends them."""
 
 from __future__ import annotations
 
