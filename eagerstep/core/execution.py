@@ -269,7 +269,8 @@ class RunState:
     # -- bookkeeping -------------------------------------------------------------------------
 
     def begin(self, step_id: str, kind: str) -> tuple[str, int]:
-        """Hash the next occurrence of ``step_id`` (``sha1(id)``, then ``sha1(id:n)`` for repeats); check its kind is consistent."""
+        """Hash the next occurrence of ``step_id`` (``sha1(id)``, then ``sha1(id:n)`` for repeats);
+        check that its kind is consistent."""
         if type(step_id) is not str or not step_id:
             raise StepUsageError(f"a step id must be a non-empty string, not {step_id!r}")
         seen = self.kinds.get(step_id)
