@@ -69,8 +69,9 @@ class Outcome:
     ops: list[dict[str, Any]] | None = None  # the 206 ops (status 206)
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    #: "flush" (fall back: persist everything now) or "settle" (the run ended: wait for the
-    #: in-flight flush only); ignored when nothing was pushed to a checkpointer.
+    #: "flush" (every reply: checkpoint everything unconfirmed first, so the reply carries one op)
+    #: or "settle" (the checkpoint API has failed for good: wait for the in-flight call only);
+    #: ignored when nothing was pushed to a checkpointer.
     checkpoint: str = "flush"
     #: A function error: when steps are unconfirmed, reply with them instead (the run replays).
     yields_to_unconfirmed: bool = False
@@ -532,14 +533,16 @@ class RunState:
         return headers
 
     def function_returned(self, value: Any) -> Outcome:
-        """The run's result. After checkpointed steps: 206 ``[unconfirmed StepRuns..., RunComplete]``
-        once the in-flight flush settles (no extra round trip, as the TS SDK does); otherwise 200."""
+        """The run's result. After checkpointed steps: ``206 [RunComplete]`` alone, once one
+        coalesced flush has checkpointed every unconfirmed step (a reply with several ops is a
+        parallel group to a real Inngest server, protocol.md §3.3b); the steps ride ahead of
+        ``RunComplete`` only if that flush fails for good. Otherwise 200."""
         try:
             text = serialise(value)
         except OutputSerializationError as exc:
             return self.function_failed(exc)
         if self.pushed:
-            return Outcome(206, ops=[protocol.run_complete_op(_loads(text))], checkpoint="settle")
+            return Outcome(206, ops=[protocol.run_complete_op(_loads(text))])
         return Outcome(200, body=text.encode())
 
     def function_failed(self, exc: BaseException) -> Outcome:

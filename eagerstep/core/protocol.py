@@ -94,6 +94,20 @@ SYNC_OPCODES = frozenset(
     }
 )
 
+#: Ops ``POST /v1/checkpoint/{run}/async`` accepts; anything else is answered 400 (§3.3b, §6.3.1).
+ASYNC_CHECKPOINT_OPCODES = frozenset(
+    {
+        Opcode.STEP.value,
+        Opcode.STEP_RUN.value,
+        Opcode.STEP_PLANNED.value,
+        Opcode.DEFER_ADD.value,
+        Opcode.DEFER_ABORT.value,
+    }
+)
+
+#: Ops that ride along another op and do not make a reply a parallel group (``OpcodeIsLazy``).
+LAZY_OPCODES = frozenset({Opcode.DEFER_ADD.value, Opcode.DEFER_ABORT.value})
+
 # Internal event names (§5.1).
 EVENT_FUNCTION_INVOKED = "inngest/function.invoked"
 EVENT_FUNCTION_FINISHED = "inngest/function.finished"
@@ -563,6 +577,7 @@ def step_planned_op(
         "name": user_id,
         "displayName": user_id,
         "opts": {"type": step_type},
+        "data": None,
         "userland": _userland(user_id, index),
     }
 
@@ -577,6 +592,7 @@ def step_error_op(
         "name": user_id,
         "displayName": user_id,
         "error": error,
+        "data": None,
         "userland": _userland(user_id, index),
     }
 
@@ -589,6 +605,7 @@ def sleep_op(hashed_id: str, user_id: str, until: str, *, index: int = 0) -> dic
         "name": user_id,
         "displayName": user_id,
         "opts": {"duration": until},
+        "data": None,
         "userland": _userland(user_id, index),
     }
 
@@ -606,6 +623,7 @@ def wait_for_event_op(
         "name": user_id,
         "displayName": user_id,
         "opts": opts,
+        "data": None,
         "userland": _userland(user_id, index),
     }
 
@@ -629,6 +647,7 @@ def invoke_op(
         "name": user_id,
         "displayName": user_id,
         "opts": opts,
+        "data": None,
         "userland": _userland(user_id, index),
     }
 

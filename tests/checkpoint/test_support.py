@@ -12,7 +12,7 @@ import pytest
 from eagerstep.core.comm import Request, Response
 from eagerstep.core.protocol import CallRequest, CheckpointRequest, hash_step_id
 from eagerstep.core.signing import hash_signing_key, verify
-from tests.support.driver import drive, drive_async, parse_ops
+from tests.support.driver import DriveError, check_reply_rules, drive, drive_async, parse_ops
 from tests.support.orchestrator import RecordingOrchestrator, unused_url
 from tests.support.requests import call_request, function_uuid, request_from_wire
 
@@ -184,14 +184,23 @@ class _ToySDK:
         if ids["b"] not in memos:
             if body["ctx"]["attempt"] == 0:
                 self.b_failures += 1
-                err = {"op": "StepError", "id": ids["b"], "error": {"name": "Error", "message": "boom"}}
+                err = {
+                    "op": "StepError",
+                    "id": ids["b"],
+                    "error": {"name": "Error", "message": "boom"},
+                    "data": None,
+                }
                 return Response(206, {"X-Inngest-No-Retry": "false"}, json.dumps([err]).encode())
             return run("b", 2)
         if ids["nap"] not in memos:
-            return Response(206, {}, json.dumps([{"op": "Sleep", "id": ids["nap"], "name": "nap"}]).encode())
+            return Response(
+                206, {}, json.dumps([{"op": "Sleep", "id": ids["nap"], "name": "nap", "data": None}]).encode()
+            )
         if ids["p1"] not in memos or ids["p2"] not in memos:
             plan = [
-                {"op": "StepPlanned", "id": ids[n], "name": n} for n in ("p1", "p2") if ids[n] not in memos
+                {"op": "StepPlanned", "id": ids[n], "name": n, "data": None}
+                for n in ("p1", "p2")
+                if ids[n] not in memos
             ]
             return Response(206, {}, json.dumps(plan).encode())
         total = memos[ids["a"]]["data"] + memos[ids["b"]]["data"]
@@ -233,7 +242,7 @@ def test_driver_merges_checkpointed_steps(orchestrator: RecordingOrchestrator) -
         if not body["steps"]:
             with httpx.Client() as client:
                 _checkpoint(client, orchestrator.url, body["ctx"]["run_id"], [_op("a", 1), _op("b", 2)])
-            ops = [_op("b", 2), {"op": "Sleep", "id": hash_step_id("z"), "name": "z"}]
+            ops = [{"op": "Sleep", "id": hash_step_id("z"), "name": "z", "data": None}]
             return Response(206, {}, json.dumps(ops).encode())
         return Response(206, {}, json.dumps([{"op": "RunComplete", "id": "c", "data": "ok"}]).encode())
 
@@ -241,3 +250,32 @@ def test_driver_merges_checkpointed_steps(orchestrator: RecordingOrchestrator) -
     assert result.output == "ok" and result.invocations == 2
     assert seen[1]["ctx"]["stack"]["stack"] == [hash_step_id("a"), hash_step_id("b"), hash_step_id("z")]
     assert seen[1]["steps"][hash_step_id("z")] is None
+
+
+def test_driver_enforces_the_servers_reply_rules(orchestrator: RecordingOrchestrator) -> None:
+    """Every reply the driver receives is held to the real server's rules (protocol.md §3.3a/b)."""
+    sleep = {"op": "Sleep", "id": hash_step_id("z"), "name": "z", "data": None}
+
+    def replying(ops: list[dict[str, Any]], *, checkpoint: bool = False) -> Any:
+        def handle(request: Request) -> Response:
+            if checkpoint:
+                run_id = json.loads(request.body)["ctx"]["run_id"]
+                with httpx.Client() as client:
+                    _checkpoint(client, orchestrator.url, run_id, [_op("a", 1)])
+            return Response(206, {}, json.dumps(ops).encode())
+
+        return handle
+
+    # an op without "data"
+    with pytest.raises(DriveError, match='no "data" key'):
+        drive(replying([{"op": "Sleep", "id": hash_step_id("z"), "name": "z"}]), "app-m")
+    # a step already confirmed by checkpoint, sent again ahead of the final op
+    with pytest.raises(DriveError, match="already confirmed by checkpoint"):
+        drive(replying([_op("a", 1), sleep], checkpoint=True), "app-m", orchestrator=orchestrator)
+    # two results in one reply: a parallel group to the server
+    with pytest.raises(DriveError, match="not a parallel plan"):
+        drive(replying([sleep, {"op": "RunComplete", "id": "c", "data": 1}]), "app-m")
+    # allowed: a parallel plan; unconfirmed steps ahead of the final op (checkpoint failed for good)
+    plan = [{**sleep, "op": "StepPlanned"}, {**sleep, "id": hash_step_id("y")}]
+    check_reply_rules(plan)
+    check_reply_rules([_op("b", 2), {"op": "RunComplete", "id": "c", "data": 1}], confirmed={})

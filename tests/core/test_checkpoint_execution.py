@@ -69,7 +69,8 @@ def test_ten_steps_in_one_request(orchestrator: RecordingOrchestrator) -> None:
     handler = handler_for(orchestrator.url, ten_steps)
     request = call_request("shop-f", run_id="01RUNTENSTEPS0000000000000", request_id="req-1", generation_id=3)
     ops = ops_of(handler.handle(request))
-    assert ops[-1] == {"op": "RunComplete", "id": protocol.RUN_COMPLETE_ID, "data": {"total": 45}}
+    # every step was checkpointed before the reply, which carries RunComplete alone (§3.3b)
+    assert ops == [{"op": "RunComplete", "id": protocol.RUN_COMPLETE_ID, "data": {"total": 45}}]
     assert_each_step_once(orchestrator, "01RUNTENSTEPS0000000000000", ops, [f"s{i}" for i in range(10)])
     calls = orchestrator.checkpoint_calls("01RUNTENSTEPS0000000000000")
     assert len(calls) <= 10
@@ -90,7 +91,7 @@ async def test_ten_async_steps_in_one_request(orchestrator: RecordingOrchestrato
 
     handler = handler_for(orchestrator.url, body, is_async=True)
     ops = ops_of(await handler.handle_async(call_request("shop-f", run_id="01RUNTENASYNC0000000000000")))
-    assert ops[-1]["op"] == "RunComplete" and ops[-1]["data"] == {"total": 45}
+    assert ops == [{"op": "RunComplete", "id": protocol.RUN_COMPLETE_ID, "data": {"total": 45}}]
     assert_each_step_once(orchestrator, "01RUNTENASYNC0000000000000", ops, [f"s{i}" for i in range(10)])
 
 

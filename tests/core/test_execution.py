@@ -339,6 +339,7 @@ def test_sleep_op_shapes_and_replay() -> None:
             "name": "nap",
             "displayName": "nap",
             "opts": {"duration": "1h30m"},
+            "data": None,
             "userland": {"id": "nap"},
         }
     ]
@@ -373,6 +374,7 @@ def test_wait_for_event_op_and_memos() -> None:
             "name": "paid",
             "displayName": "paid",
             "opts": {"event": "shop/paid", "timeout": "1h", "if": "async.data.id == event.data.id"},
+            "data": None,
             "userland": {"id": "paid"},
         }
     ]
@@ -517,6 +519,7 @@ def test_disable_immediate_execution_plans_instead_of_running() -> None:
             "name": "a",
             "displayName": "a",
             "opts": {"type": "step.run"},
+            "data": None,
             "userland": {"id": "a"},
         }
     ]

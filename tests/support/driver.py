@@ -19,6 +19,7 @@ from typing import Any
 from ulid import ULID
 
 from eagerstep.core.comm import Request, Response
+from eagerstep.core.protocol import LAZY_OPCODES
 from tests.support.orchestrator import RecordingOrchestrator
 from tests.support.requests import DEFAULT_SERVE_URL, call_request, wire_event
 
@@ -72,6 +73,40 @@ def parse_ops(response: Response) -> list[dict[str, Any]]:
     if not isinstance(parsed, list) or not all(isinstance(op, dict) and "op" in op for op in parsed):
         raise DriveError(f"206 body is not a list of ops: {response.body[:300]!r}")
     return parsed
+
+
+#: Ops a parallel group's plan is made of (each one is scheduled by the orchestrator).
+PLAN_OPS = frozenset({"StepPlanned", "Sleep", "WaitForEvent", "InvokeFunction", "AIGateway", "Gateway"})
+
+
+def check_reply_rules(ops: list[dict[str, Any]], confirmed: Mapping[str, Any] | None = None) -> None:
+    """The rules a real Inngest server imposes on a 206 (protocol.md §3.3a, §3.3b), asserted on
+    every reply the test orchestrators receive.
+
+    - Every op carries ``"data"`` (``null`` when it has none): the server's conformance runner
+      compares it as raw JSON bytes.
+    - One non-lazy op per reply, except a parallel group's plan: to the server, several non-lazy
+      ops are a parallel group (``executor.go`` ``HandleGeneratorResponse``: ForceStepPlan, each
+      op handled concurrently). The one exception: ``StepRun`` ops whose checkpoint failed for
+      good may ride ahead of the final op; a step the orchestrator already stored from a
+      checkpoint (``confirmed``) never does.
+    """
+    for op in ops:
+        if "data" not in op:
+            raise DriveError(f'op {op.get("op")} has no "data" key (null when none): {op}')
+    non_lazy = [op for op in ops if op.get("op") not in LAZY_OPCODES]
+    if len(non_lazy) <= 1 or all(op.get("op") in PLAN_OPS for op in non_lazy):
+        return
+    leading = non_lazy[:-1]
+    kinds = [op.get("op") for op in non_lazy]
+    if any(op.get("op") not in ("StepRun", "Step") for op in leading):
+        raise DriveError(f"a reply with several non-lazy ops that is not a parallel plan: {kinds}")
+    stored = [op.get("id") for op in leading if confirmed is not None and op.get("id") in confirmed]
+    if stored:
+        raise DriveError(
+            f"the reply repeats {len(stored)} step(s) already confirmed by checkpoint, turning it into "
+            f"a parallel group on a real server: {kinds}"
+        )
 
 
 def _no_retry(response: Response) -> bool:
@@ -182,7 +217,12 @@ class RunDriver:
             self.result.output = json.loads(response.body) if response.body else None
             return
         if response.status == 206:
-            self._accept_ops(parse_ops(response), response)
+            ops = parse_ops(response)
+            confirmed = None
+            if self.orchestrator is not None:
+                confirmed = self.orchestrator.stored_steps(self.result.run_id)
+            check_reply_rules(ops, confirmed)
+            self._accept_ops(ops, response)
             return
         error: Any = None
         if response.body:
