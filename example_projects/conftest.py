@@ -257,6 +257,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     running = Engine(tmp_path_factory.mktemp("engine"))
     try:
         yield running
+        # As a real Inngest server would: no example's reply may be a parallel group by accident.
+        stats = running.http.get("/v1/dev/stats").json()["data"]
+        assert stats["parallel_replies"] == 0, f"replies with several non-lazy ops: {stats}"
     finally:
         running.close()
 

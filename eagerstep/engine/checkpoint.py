@@ -16,6 +16,24 @@ if TYPE_CHECKING:
     from eagerstep.engine.engine import Engine
 
 _OPTIONAL_STR = ("fn_id", "qi_id", "request_id")
+
+
+def refused_op(steps: list[Op]) -> str | None:
+    """Why the server refuses these ops with 400 (``checkpoint.go`` ``checkpointAsyncSteps``), or
+    None when it accepts them all: an async op is refused as such; any other sync op (RunComplete,
+    StepFailed, SyncRunComplete) falls to the server's default case, "cannot checkpoint opcode"."""
+    for op in steps:
+        if op.op not in protocol.SYNC_OPCODES:
+            return f"cannot checkpoint async steps (got op {op.op})"
+    for op in steps:
+        if op.op not in protocol.ASYNC_CHECKPOINT_OPCODES:
+            return (
+                f"cannot checkpoint opcode: {op.op} (this API stores StepRun, Step, StepPlanned, "
+                "DeferAdd and DeferAbort; a run's result goes in the reply to the call request)"
+            )
+    return None
+
+
 _OPTIONAL_INT = ("generation_id", "request_started_at", "ts")
 
 
@@ -61,9 +79,9 @@ class CheckpointAPI:
                 raise EngineError(f"invalid checkpoint body: {exc}") from exc
             parsed = request.qi_id, request.generation_id, [from_model(op) for op in request.steps]
         qi_id, generation_id, steps = parsed
-        for op in steps:
-            if op.op not in protocol.SYNC_OPCODES:
-                raise EngineError(f"cannot checkpoint async steps (got op {op.op})")
+        refusal = refused_op(steps)
+        if refusal is not None:
+            raise EngineError(refusal)
         run = engine.runs.get(run_id)
         if run is None:
             row = engine.db.one("SELECT status FROM runs WHERE id=?", (run_id,))

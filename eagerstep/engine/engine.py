@@ -80,7 +80,14 @@ class Engine:
         self.functions: dict[str, FunctionInfo] = {}
         self.runs: dict[str, RunState] = {}
         #: Counters since start (calls made to apps, checkpoint requests, events, finished runs).
-        self.stats: dict[str, int] = {"calls": 0, "checkpoints": 0, "events": 0, "runs_finished": 0}
+        self.stats: dict[str, int] = {
+            "calls": 0,
+            "checkpoints": 0,
+            "events": 0,
+            "runs_finished": 0,
+            # replies with several non-lazy ops that are not a parallel plan (protocol.md §3.3b)
+            "parallel_replies": 0,
+        }
         self.apps = AppRegistry(self)
         self.intake = EventIntake(self)
         self.flow = FlowControl(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,6 +30,8 @@ from eagerstep.engine.model import (
 
 if TYPE_CHECKING:
     from eagerstep.engine.engine import Engine
+
+log = logging.getLogger("eagerstep.engine")
 
 
 @dataclass(slots=True)
@@ -107,6 +110,10 @@ _ORDER = {
 }
 
 
+#: Ops the orchestrator schedules (a queue item per step id, so a repeated op is a no-op).
+_SCHEDULED = frozenset({"StepPlanned", "Sleep", "WaitForEvent", "InvokeFunction"})
+
+
 class OpHandler:
     """Applies the ops of one 206 reply to a run, inside the reply's transaction."""
 
@@ -140,8 +147,27 @@ class OpHandler:
         now = engine.clock.now()
         step_id = item.payload["step_id"]
         attempt = int(item.payload.get("attempt", 0))
+        # The server's rules for a reply (executor.go HandleGeneratorResponse): several non-lazy
+        # ops are a parallel group. The run switches to step planning (ForceStepPlan: later
+        # calls carry disable_immediate_execution) and each op is handled on its own: every
+        # StepRun schedules its own discovery. ForceStepPlan is cleared only when a discovery is
+        # scheduled from a reply handled while it was already set (maybeResetForceStepPlan reads
+        # the run's metadata as loaded for this reply), i.e. once the group has drained.
+        forced_before = run.force_plan
+        non_lazy = [op.op for op in ops if op.op not in protocol.LAZY_OPCODES]
+        if len(non_lazy) > 1:
+            run.force_plan = True
+            if not all(kind in _SCHEDULED for kind in non_lazy):
+                engine.stats["parallel_replies"] += 1
+                log.info(
+                    "run %s: the app answered %d ops in one reply (%s); like an Inngest server, the engine "
+                    "handles them as a parallel group and plans the run's next steps one request each",
+                    run.id,
+                    len(non_lazy),
+                    ", ".join(sorted(set(non_lazy))),
+                )
         ops.sort(key=lambda o: _ORDER.get(o.op, 5))
-        discover = False
+        discoveries = 0
         retried = False
         complete: tuple[bool, Any] = (False, None)
         new_pending: list[str] = []
@@ -162,7 +188,7 @@ class OpHandler:
                     started=begun if begun is not None else started,
                     ended=ended if ended is not None else now,
                 )
-                discover = True
+                discoveries += 1
             elif op.op in ("StepError", "StepFailed"):
                 error = dict(op.error or {"name": "Error", "message": "step failed"})
                 final = op.op == "StepFailed" or no_retry or bool(error.get("noRetry"))
@@ -174,11 +200,14 @@ class OpHandler:
                 lifecycle.store_memo(
                     run, op.id, {"error": error}, name=name, op="StepFailed", started=started, ended=now
                 )
-                discover = True
-            elif op.op == "StepPlanned":
+                discoveries += 1
+            elif op.op in _SCHEDULED and (op.id in run.memos or op.id in run.pending):
+                # Already done, or already scheduled: the server's queue item for it has the same
+                # job id (``<run>-<step>``, ``-plan`` for a planned step), so a repeat is a no-op.
                 if op.id in run.memos:
-                    discover = True
-                    continue
+                    discoveries += 1
+                continue
+            elif op.op == "StepPlanned":
                 new_pending.append(op.id)
                 run.started[op.id] = now
                 run.names[op.id] = name or op.id
@@ -214,9 +243,9 @@ class OpHandler:
             elif op.op == "RunComplete":
                 complete = (True, op.data)
             elif op.op == "DiscoveryRequest":
-                discover = True
-            elif op.op == "None":
-                continue
+                discoveries += 1
+            elif op.op == "None" or op.op in protocol.LAZY_OPCODES:
+                continue  # DeferAdd/DeferAbort: deferred work is not run by eagerstep dev
             else:
                 lifecycle.finish_run(
                     run,
@@ -236,12 +265,11 @@ class OpHandler:
             return
         if step_id != "step" and not retried:
             run.pending.discard(step_id)
-            discover = True
+            discoveries = max(discoveries, 1)
         run.pending.update(new_pending)
-        if len(new_pending) > 1:
-            run.force_plan = True
-        if discover and not retried:
-            lifecycle.discover(run)
+        if discoveries and not retried:
+            for _ in range(discoveries):
+                lifecycle.discover(run, reset_force_plan=forced_before)
         elif not retried and not new_pending and not run.pending:
             # Nothing ran, nothing is planned or waiting: without this the run would hang forever.
             error = {

@@ -199,11 +199,17 @@ class RunLifecycle:
     def save_run(self, run: RunState) -> None:
         self.engine.db.execute("UPDATE runs SET state=? WHERE id=?", (run.state_json(), run.id))
 
-    def discover(self, run: RunState) -> None:
-        """Schedule a discovery call once nothing planned or waiting is outstanding."""
+    def discover(self, run: RunState, *, reset_force_plan: bool = True) -> None:
+        """Schedule a discovery call once nothing planned or waiting is outstanding.
+
+        Scheduling it ends step planning (the server's ``maybeResetForceStepPlan``), unless the
+        reply that asks for it is the one that switched the run to planning
+        (``reset_force_plan=False``): then its discovery calls still plan.
+        """
         if run.pending:
             return
-        run.force_plan = False
+        if reset_force_plan:
+            run.force_plan = False
         self.engine.queue.enqueue(CALL, run.id, self.engine.clock.now(), {"step_id": "step", "attempt": 0})
 
     def resolve_step(self, run: RunState, step_id: str, memo: Any, op: str) -> None:

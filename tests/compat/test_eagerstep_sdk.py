@@ -143,6 +143,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory, clock: ManualClock) -> Iter
     db = Path(tmp_path_factory.mktemp("engine")) / "engine.db"
     with EngineServer(db, clock=clock, retry_interval=0.0) as server:
         yield server
+        # As a real Inngest server would see them: no reply was a parallel group by accident.
+        assert server.engine.stats["parallel_replies"] == 0, server.engine.stats
 
 
 @pytest.fixture(scope="module", params=VARIANTS)

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ulid import ULID
 
-from eagerstep.core.protocol import SYNC_OPCODES, parse_register_request
+from eagerstep.core.protocol import ASYNC_CHECKPOINT_OPCODES, SYNC_OPCODES, parse_register_request
 from eagerstep.core.signing import hash_signing_key
 
 CHECKPOINT_PREFIX = "/v1/checkpoint/"
@@ -487,6 +487,9 @@ class RecordingOrchestrator:
             return 400, {"error": "invalid op", "status": 400}
         if any(op.get("op") not in SYNC_OPCODES for op in ops):
             return 400, {"error": "cannot checkpoint async steps", "status": 400}
+        refused = next((op["op"] for op in ops if op.get("op") not in ASYNC_CHECKPOINT_OPCODES), None)
+        if refused is not None:  # as the server: RunComplete goes in the reply, never here
+            return 400, {"error": f"cannot checkpoint opcode: {refused}", "status": 400}
         with self._lock:
             state = self._runs.get(run_id)
             if state is None:
