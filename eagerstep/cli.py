@@ -81,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long one call to an app may take (default 300)",
     )
+    dev.add_argument(
+        "--max-inline-state",
+        type=int,
+        default=4 * 1024 * 1024,
+        metavar="BYTES",
+        help="a call request larger than this carries no steps or events (use_api: the SDK fetches them"
+        " from /v0/runs/{id}/actions and /batch), as an Inngest server does past 4 MB (default 4194304)",
+    )
     dev.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     send = commands.add_parser("send", help="send an event to the engine (or any Inngest event API)")
@@ -125,6 +133,7 @@ def _dev(args: argparse.Namespace) -> int:
         retry_interval=args.retry_interval,
         call_timeout=args.call_timeout,
         app_urls=args.app_urls,
+        max_inline_state=args.max_inline_state,
     )
     try:
         sock = bind(args.host, args.port)

@@ -125,6 +125,12 @@ class CallLoop:
             "defers": {},
         }
         raw = signing.canonical_json(body)
+        if len(raw) > self.engine.max_inline_state:
+            # Too large to inline (driver.go MarshalV1): the first event stays, the SDK loads the
+            # steps and events from /v0/runs/{id}/actions and /batch.
+            body["events"], body["steps"] = [], {}
+            body["use_api"] = ctx["use_api"] = True
+            raw = signing.canonical_json(body)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from eagerstep.core import signing
+from eagerstep.core import protocol, signing
 from eagerstep.engine import inspection
 from eagerstep.engine.appclient import AppClient
 from eagerstep.engine.calls import CallLoop
@@ -66,8 +66,12 @@ class Engine:
         call_timeout: float = 300.0,
         app_urls: Iterable[str] = (),
         max_connections: int = 100,
+        max_inline_state: int = protocol.MAX_REQUEST_BODY_BYTES,
     ) -> None:
         self.db_path = str(db_path)
+        #: A call request larger than this goes with ``use_api: true`` and no steps or events: the
+        #: SDK loads them from ``/v0/runs/{id}/actions`` and ``/batch`` (as a server does past 4 MB).
+        self.max_inline_state = max_inline_state
         self.clock: Clock = clock or RealClock()
         self.signing_key = signing_key or None
         self.retry_interval = retry_interval

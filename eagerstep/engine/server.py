@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 
+from eagerstep.core import protocol
 from eagerstep.engine.clock import Clock
 from eagerstep.engine.engine import Engine
 from eagerstep.engine.http import EngineApp
@@ -76,6 +77,7 @@ class EngineServer:
         retry_interval: float = 0.05,
         call_timeout: float = 60.0,
         app_urls: Iterable[str] = (),
+        max_inline_state: int = protocol.MAX_REQUEST_BODY_BYTES,
     ) -> None:
         self.engine = Engine(
             db_path,
@@ -84,6 +86,7 @@ class EngineServer:
             retry_interval=retry_interval,
             call_timeout=call_timeout,
             app_urls=app_urls,
+            max_inline_state=max_inline_state,
         )
         self._sock = bind(host, port)
         self.host = host
