@@ -81,4 +81,74 @@ def step_fails(ctx: eagerstep.Context) -> str:
     return "unreachable"
 
 
-FUNCTIONS = [steps, async_steps, standard, every_kind, fails, non_retriable, retry_after, step_fails]
+# The fixtures of the Inngest server's SDK conformance suite (``inngest alpha conformance run
+# --transport serve``; cases in inngest/inngest ``pkg/conformance/runner/serve``): the runner finds
+# them by the suffix of their id, and expects exactly these steps, ids and results. Standard mode.
+
+
+@client.function(
+    id="test-suite-simple-fn", trigger=eagerstep.Event("tests/function.test"), checkpointing=False
+)
+def suite_simple(ctx: eagerstep.Context) -> dict[str, Any]:
+    return {"name": ctx.event.name, "body": "ok"}
+
+
+@client.function(id="test-suite-step-test", trigger=eagerstep.Event("tests/step.test"), checkpointing=False)
+def suite_steps(ctx: eagerstep.Context) -> dict[str, Any]:
+    first = ctx.step.run("first step", lambda: "first step")
+    ctx.step.sleep("sleep", "2s")
+    ctx.step.run("second step", lambda: {"first": first, "second": True})
+    return {"body": "ok", "name": ctx.event.name}
+
+
+def _flaky_first_step(ctx: eagerstep.Context) -> str:
+    if ctx.attempt == 0:
+        raise Exception("broken")
+    return f"{ctx.event.data['steps']['ok']}: {ctx.attempt + 1}"
+
+
+@client.function(id="test-suite-retry-test", trigger=eagerstep.Event("tests/retry.test"), checkpointing=False)
+def suite_retry(ctx: eagerstep.Context) -> dict[str, Any]:
+    ctx.step.run("first step", _flaky_first_step, ctx)
+    if ctx.attempt == 0:
+        raise Exception("broken func")
+    return {"body": "ok", "name": ctx.event.name}
+
+
+@client.function(
+    id="test-suite-cancel-test",
+    trigger=eagerstep.Event("tests/cancel.test"),
+    cancel_on=[eagerstep.Event("cancel/please", if_="event.data.request_id == async.data.request_id")],
+    checkpointing=False,
+)
+def suite_cancel(ctx: eagerstep.Context) -> str:
+    ctx.step.sleep("sleep", "10s")
+    return "not cancelled"
+
+
+@client.function(
+    id="test-suite-wait-for-event", trigger=eagerstep.Event("tests/wait.test"), checkpointing=False
+)
+def suite_wait(ctx: eagerstep.Context) -> dict[str, Any]:
+    resumed = ctx.step.wait_for_event(
+        "wait",
+        event="test/resume",
+        if_="async.data.resume == true && async.data.id == event.data.id",
+        timeout="10s",
+    )
+    return {"result": resumed.data if resumed is not None else None}
+
+
+CONFORMANCE_SUITE = [suite_simple, suite_steps, suite_retry, suite_cancel, suite_wait]
+
+FUNCTIONS = [
+    steps,
+    async_steps,
+    standard,
+    every_kind,
+    fails,
+    non_retriable,
+    retry_after,
+    step_fails,
+    *CONFORMANCE_SUITE,
+]

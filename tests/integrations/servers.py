@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
+import pytest
 
 from eagerstep.core.comm import Request, Response
 
@@ -88,3 +90,73 @@ def http_handle(base_url: str, path: str) -> Callable[[Request], Response]:
         return Response(native.status_code, dict(native.headers.items()), native.content)
 
     return handle
+
+
+def _framework(name: str, marker: str, needs: tuple[str, ...]) -> Any:
+    missing = [module for module in needs if importlib.util.find_spec(module) is None]
+    return pytest.param(
+        name,
+        marks=[getattr(pytest.mark, marker), pytest.mark.skipif(bool(missing), reason=f"needs {missing}")],
+        id=name,
+    )
+
+
+#: ``@pytest.mark.parametrize("framework", FRAMEWORKS)``: every adapter served by
+#: :func:`serve_framework`, each with its framework's marker, skipped where it is not installed.
+FRAMEWORKS = [
+    _framework("django", "django", ("django",)),
+    _framework("django-async", "django", ("django", "uvicorn")),
+    _framework("flask", "flask", ("flask",)),
+    _framework("fastapi", "fastapi", ("fastapi", "uvicorn")),
+]
+
+
+@contextmanager
+def serve_framework(framework: str, settings: dict[str, Any]) -> Iterator[str]:
+    """Serve ``tests.http.functions`` through one adapter with these eagerstep settings, on a real
+    server on 127.0.0.1; yields the serve URL (``http://127.0.0.1:<port>/api/inngest...``)."""
+    from tests.http import functions
+
+    if framework in ("django", "django-async"):
+        from django.conf import settings as django_settings
+        from django.test.utils import override_settings
+
+        from tests.http.clients.django import setup_django
+
+        setup_django()
+        with override_settings(EAGERSTEP={**django_settings.EAGERSTEP, **settings}):
+            if framework == "django":
+                from django.core.wsgi import get_wsgi_application
+
+                with serve_wsgi(get_wsgi_application()) as base_url:
+                    yield base_url + "/api/inngest"
+            else:
+                from django.core.asgi import get_asgi_application
+
+                with serve_asgi(get_asgi_application(), lifespan="off") as base_url:
+                    yield base_url + "/api/inngest-async"
+    elif framework == "flask":
+        from flask import Flask
+
+        from eagerstep.integrations.flask import EagerStep
+
+        app = Flask(__name__)
+        app.config.update({f"EAGERSTEP_{k}": v for k, v in settings.items()})
+        EagerStep(app, client=functions.client, functions=functions.FUNCTIONS)
+        with serve_wsgi(app) as base_url:
+            yield base_url + "/api/inngest"
+    elif framework == "fastapi":
+        from fastapi import FastAPI
+
+        from eagerstep.integrations.fastapi import router
+
+        functions.client.set_settings_source(settings.get)
+        try:
+            app = FastAPI()
+            app.include_router(router(functions.client, functions.FUNCTIONS), prefix="/api/inngest")
+            with serve_asgi(app) as base_url:
+                yield base_url + "/api/inngest"
+        finally:
+            functions.client.set_settings_source(None)
+    else:  # pragma: no cover
+        raise ValueError(f"unknown framework {framework!r}")
