@@ -317,9 +317,8 @@ def cancel_basic(env: Env) -> None:
     while env.http.get("/v1/runs", params={"limit": 1}).json()["data"][0]["status"] != "Cancelled":
         assert time.monotonic() < deadline, "the run was not cancelled"
         time.sleep(0.02)
-    env.http.post(
-        "/v1/dev/timers/fire", json={}
-    )  # the sleep would have ended now: a cancelled run is not called again
+    # the sleep would have ended now: a cancelled run is not called again
+    env.http.post("/v1/dev/timers/fire", json={})
     env.proxy.expect_none(0.5)
 
 
