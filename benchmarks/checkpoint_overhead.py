@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import eagerstep  # noqa: E402
-from eagerstep.core import checkpoint  # noqa: E402
+from eagerstep.core import transport  # noqa: E402
 from eagerstep.core.comm import CommHandler, Request, Response  # noqa: E402
 from tests.support.requests import call_request  # noqa: E402
 
@@ -234,7 +234,7 @@ def main() -> None:
             for buffered in (1, 10) if args.io else ():
                 label = f"def, I/O, buffered {buffered}"
                 rows.append((label, 200, await measure(bench, False, 200, True, args.repeats, buffered)))
-            await checkpoint.shutdown_async()
+            await transport.shutdown_async()
 
         asyncio.run(all_rows())
         print(f"Checkpointed step overhead: trivial steps, {args.repeats} runs per row, the orchestrator on")
@@ -260,11 +260,11 @@ def main() -> None:
             async def many() -> None:
                 for r in async_requests:
                     await bench.handler.handle_async(r)
-                await checkpoint.shutdown_async()
+                await transport.shutdown_async()
 
             profile(lambda: asyncio.run(many()), f"async def, 20 runs of {n} steps")
     finally:
-        checkpoint.shutdown(timeout=5)
+        transport.shutdown(timeout=5)
         bench.handler.close()
         if proc.stdin is not None:
             proc.stdin.close()

@@ -10,9 +10,8 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
 
-from eagerstep.core import checkpoint, deferred
+from eagerstep.core import deferred, transport
 
 logger = logging.getLogger("eagerstep")
 
@@ -38,9 +37,7 @@ def read_limited(read: Callable[[int], bytes], limit: int) -> bytes:
 def shutdown(timeout: float = SHUTDOWN_TIMEOUT) -> None:
     """Flush pending checkpoints and deferred events; safe to call more than once."""
     try:
-        checkpoint_shutdown: Callable[..., Any] | None = getattr(checkpoint, "shutdown", None)
-        if checkpoint_shutdown is not None:
-            checkpoint_shutdown(timeout)
+        transport.shutdown(timeout)
         deferred.drain(timeout)
     except Exception:  # at exit nothing may raise; say what went wrong instead
         logger.exception("eagerstep: error while flushing at shutdown")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from eagerstep.core import checkpoint
+from eagerstep.core import transport
 from eagerstep.core.checkpoint import Checkpointing, CheckpointTarget, RunCheckpointer
 from eagerstep.core.protocol import hash_step_id, step_run_op
 from eagerstep.core.signing import hash_signing_key
@@ -309,7 +309,7 @@ def test_a_slow_call_does_not_hold_up_other_runs(orchestrator: RecordingOrchestr
 def test_shutdown_then_lazily_restarted(orchestrator: RecordingOrchestrator) -> None:
     ckpt = RunCheckpointer.sync(target(orchestrator.url), FAST)
     ckpt.push(op(0))
-    checkpoint.shutdown(timeout=5)
+    transport.shutdown(timeout=5)
     assert stored_ids(orchestrator) == [hash_step_id("s0")]  # shutdown let the flush finish
     again = RunCheckpointer.sync(target(orchestrator.url, "run-2"), FAST)
     again.push(op(1))
@@ -321,13 +321,13 @@ def test_fork_gets_a_fresh_sender(orchestrator: RecordingOrchestrator) -> None:
     parent = RunCheckpointer.sync(target(orchestrator.url, "parent"), FAST)
     parent.push(op(0))
     assert parent.flush(timeout=5) == []
-    parent_sender = checkpoint._thread_sender()
+    parent_sender = transport.thread_sender()
     pid = os.fork()
     if pid == 0:  # the child: must leave with os._exit, whatever happens
         code = 1
         try:
             child = RunCheckpointer.sync(target(orchestrator.url, "child"), FAST)
-            fresh = checkpoint._thread_sender() is not parent_sender
+            fresh = transport.thread_sender() is not parent_sender
             child.push(op(1))
             code = 0 if fresh and child.flush(timeout=5) == [] else 2
         finally:
@@ -368,7 +368,7 @@ async def test_async_flush_and_coalescing(orchestrator: RecordingOrchestrator) -
     assert stored_ids(orchestrator) == [hash_step_id(f"s{i}") for i in range(10)]
     with pytest.raises(RuntimeError):
         ckpt.flush()  # would block the loop
-    await checkpoint.shutdown_async()
+    await transport.shutdown_async()
 
 
 async def test_async_faults(orchestrator: RecordingOrchestrator) -> None:
@@ -390,7 +390,7 @@ async def test_async_faults(orchestrator: RecordingOrchestrator) -> None:
     assert len(orchestrator.checkpoint_calls("r500")) == FAST.max_attempts
     assert len(orchestrator.checkpoint_calls("r409")) == 1
     assert await stale.settle_async(timeout=1) == stale.unconfirmed()
-    await checkpoint.shutdown_async()
+    await transport.shutdown_async()
 
 
 async def test_async_settle_and_timer(orchestrator: RecordingOrchestrator) -> None:
@@ -403,7 +403,7 @@ async def test_async_settle_and_timer(orchestrator: RecordingOrchestrator) -> No
     unconfirmed = await ckpt.settle_async(timeout=5)
     assert ids(unconfirmed) in ([hash_step_id("s1")], [])  # s1 may have gone with a second timer flush
     assert stored_ids(orchestrator)[0] == hash_step_id("s0")
-    await checkpoint.shutdown_async()
+    await transport.shutdown_async()
 
 
 async def test_async_pushes_from_a_worker_thread(orchestrator: RecordingOrchestrator) -> None:
@@ -418,7 +418,7 @@ async def test_async_pushes_from_a_worker_thread(orchestrator: RecordingOrchestr
 
     assert await asyncio.to_thread(user_code) == []
     assert stored_ids(orchestrator) == [hash_step_id(f"s{i}") for i in range(5)]
-    await checkpoint.shutdown_async()
+    await transport.shutdown_async()
 
 
 async def test_async_backpressure_awaits(orchestrator: RecordingOrchestrator) -> None:
@@ -435,4 +435,4 @@ async def test_async_backpressure_awaits(orchestrator: RecordingOrchestrator) ->
     await asyncio.wait_for(pushing, 5)
     assert await ckpt.flush_async(timeout=5) == []
     assert stored_ids(orchestrator) == [hash_step_id("s0"), hash_step_id("s1")]
-    await checkpoint.shutdown_async()
+    await transport.shutdown_async()

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import eagerstep
-from eagerstep.core import checkpoint
+from eagerstep.core import transport
 from eagerstep.core.comm import CommHandler, Response
 from eagerstep.core.function import Function
 from eagerstep.core.protocol import hash_step_id
@@ -544,4 +544,4 @@ def flavour(request: pytest.FixtureRequest) -> str:
 
 
 def teardown_module() -> None:
-    checkpoint.shutdown(timeout=5)
+    transport.shutdown(timeout=5)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import eagerstep
-from eagerstep.core import checkpoint, protocol
+from eagerstep.core import protocol, transport
 from eagerstep.core.checkpoint import Checkpointing, CheckpointTarget
 from eagerstep.core.comm import CommHandler
 from tests.support.orchestrator import RecordingOrchestrator
@@ -165,7 +165,7 @@ def test_async_function_under_handle_checkpoints_through_the_sender_thread(
 
     handler = CommHandler(client, [af], framework="test")
     run_id = "01PERFASYNCUNDERSYNC000000"
-    before = dict(checkpoint._loops)
+    before = dict(transport._loops)
     response = handler.handle(call_request("perf-f", run_id=run_id))
     handler.close()
     assert response.status == 206, response.body
@@ -175,7 +175,7 @@ def test_async_function_under_handle_checkpoints_through_the_sender_thread(
     replied = {op["id"] for op in ops if op["op"] == "StepRun"}
     assert not set(stored) & replied and not stored.duplicates
     assert set(stored) | replied == {protocol.hash_step_id(f"s{i}") for i in range(50)}
-    assert dict(checkpoint._loops) == before, "no loop sender was set up for the private loop"
+    assert dict(transport._loops) == before, "no loop sender was set up for the private loop"
 
 
 def test_checkpointing_bounds_are_derived_once_and_unchanged() -> None:
@@ -259,7 +259,7 @@ def test_sender_starts_on_the_first_request_not_at_construction() -> None:
 SENDER_AFTER_FORK = """
 import os, time
 import eagerstep
-from eagerstep.core import checkpoint
+from eagerstep.core import transport
 from eagerstep.core.comm import CommHandler, Request
 
 client = eagerstep.Client(app_id="perf", dev=True, api_base_url="http://127.0.0.1:9")
@@ -270,15 +270,15 @@ def f(ctx):
 
 handler = CommHandler(client, [f], framework="test")
 handler.handle(Request("GET", "http://127.0.0.1:9/api/inngest"))
-parent = checkpoint._thread
+parent = transport._thread
 assert parent is not None and parent.pid == os.getpid()
 pid = os.fork()
 if pid == 0:
     code = 1
     try:
-        assert checkpoint._thread is None  # the parent's sender does not exist here
+        assert transport._thread is None  # the parent's sender does not exist here
         handler.handle(Request("GET", "http://127.0.0.1:9/api/inngest"))
-        child = checkpoint._thread
+        child = transport._thread
         ok = child is not None and child is not parent and child.pid == os.getpid()
         code = 0 if ok and child._thread.is_alive() else 2
     finally:

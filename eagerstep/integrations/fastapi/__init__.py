@@ -13,11 +13,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response as FastAPIResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from eagerstep.core import checkpoint, deferred
+from eagerstep.core import deferred, transport
 from eagerstep.core.client import Client
 from eagerstep.core.comm import CommHandler
-from eagerstep.core.comm import Request as CommRequest
 from eagerstep.core.function import Function
+from eagerstep.core.messages import Request as CommRequest
 from eagerstep.integrations._common import DEFAULT_MAX_BODY_BYTES, SHUTDOWN_TIMEOUT
 
 FRAMEWORK = "fast_api"
@@ -30,7 +30,7 @@ METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]  # the core answers 405 for 
 
 async def shutdown() -> None:
     """Flush pending checkpoints and deferred events (bounded); run at the app's shutdown."""
-    await checkpoint.shutdown_async(SHUTDOWN_TIMEOUT)
+    await transport.shutdown_async(SHUTDOWN_TIMEOUT)
     await asyncio.get_running_loop().run_in_executor(None, deferred.drain, SHUTDOWN_TIMEOUT)
 
 
