@@ -1,6 +1,7 @@
 """Neutral HTTP request/response types and the serve entry points ``handle``/``handle_async``.
 
-Adapters turn their framework's request into a :class:`Request`, call :meth:`CommHandler.handle`
+Adapters turn their framework's request into a :class:`Request` (re-exported here from
+:mod:`eagerstep.core.messages`), call :meth:`CommHandler.handle`
 (sync servers) or ``await`` :meth:`CommHandler.handle_async` (async servers), and copy the
 :class:`Response` back. GET is introspection, PUT is a sync (app registration), POST runs a
 function (or answers a ``probe=trust``).
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -26,71 +27,19 @@ import httpx
 from pydantic import ValidationError
 
 from eagerstep._version import __version__
-from eagerstep.core import protocol, signing
+from eagerstep.core import checkpoint, execution, protocol, signing, transport
+from eagerstep.core.messages import Request, Response
 
 if TYPE_CHECKING:
-    from eagerstep.core import checkpoint, execution
     from eagerstep.core.client import Client
     from eagerstep.core.config import Settings
-    from eagerstep.core.execution import RunState
     from eagerstep.core.function import Function
 
 logger = logging.getLogger("eagerstep")
 
+__all__ = ["CommHandler", "Request", "Response", "error_response"]
+
 T = TypeVar("T")
-
-
-def _import_runtime() -> None:
-    """Import what serving a call request needs. CommHandler does it when created, not the first
-    request (execution pulls in pydantic's validators: milliseconds on a cold process); not at
-    import either (execution imports this module)."""
-    global checkpoint, execution
-    from eagerstep.core import checkpoint, execution
-
-
-def _lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}
-
-
-@dataclass
-class Request:
-    """A framework-neutral HTTP request. Header lookups are case-insensitive.
-
-    ``url`` is the full URL the client used (``scheme://host[:port]/path?query``); ``query`` the
-    parsed query string (single values).
-    """
-
-    method: str
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    query: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-    def __post_init__(self) -> None:
-        self.method = self.method.upper()
-        self._headers = _lower_keys(self.headers)
-
-    def header(self, name: str, default: str | None = None) -> str | None:
-        return self._headers.get(name.lower(), default)
-
-
-@dataclass
-class Response:
-    """A framework-neutral HTTP response; adapters copy it verbatim into their native type."""
-
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-    def header(self, name: str, default: str | None = None) -> str | None:
-        lowered = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == lowered:
-                return value
-        return default
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,7 +83,7 @@ def _default_pool_size() -> int:
 class _Prepared:
     """A call request ready to run, with the signing key it was verified with."""
 
-    state: RunState
+    state: execution.RunState
     key: str | None
     target: checkpoint.CheckpointTarget | None
 
@@ -169,7 +118,6 @@ class CommHandler:
         self._max_threads = max_threads or _default_pool_size()
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
         self._pool_lock = threading.Lock()
-        _import_runtime()
 
         self._headers = {
             protocol.Header.SDK: f"{protocol.SDK_NAME}:v{__version__}",
@@ -253,7 +201,7 @@ class CommHandler:
         self._sender_pid = os.getpid()
         try:
             if any(fn.checkpointing is not None for fn in self.functions):
-                checkpoint.prestart()
+                transport.prestart()
         except Exception:  # settings or threads unavailable: the request reports it, or the first
             pass  # checkpointed step starts the sender, as it would anyway
 
@@ -637,7 +585,7 @@ class CommHandler:
     # -- use_api: state too large to inline --------------------------------------------------
 
     @staticmethod
-    def _api_urls(state: RunState, settings: Settings) -> tuple[str, str]:
+    def _api_urls(state: execution.RunState, settings: Settings) -> tuple[str, str]:
         base = f"{settings.api_base_url}/v0/runs/{state.run_id}"
         return f"{base}/actions", f"{base}/batch"
 
@@ -649,7 +597,7 @@ class CommHandler:
         ]
 
     @staticmethod
-    def _apply_state(state: RunState, actions: Any, batch: Any) -> Response | None:
+    def _apply_state(state: execution.RunState, actions: Any, batch: Any) -> Response | None:
         if not isinstance(actions, dict) or not isinstance(batch, list):
             return error_response(
                 500, "use_api_failed", "the orchestrator's run state API answered with an unexpected shape"
@@ -660,7 +608,7 @@ class CommHandler:
             state.call.events = [e for e in batch if isinstance(e, dict)]
         return None
 
-    def _load_state_sync(self, state: RunState, settings: Settings) -> Response | None:
+    def _load_state_sync(self, state: execution.RunState, settings: Settings) -> Response | None:
         if not (state.call.use_api or state.call.ctx.use_api):
             return None
         results: list[Any] = []
@@ -671,7 +619,7 @@ class CommHandler:
                 return error_response(500, "use_api_failed", f"could not load the run's state: {exc}")
         return self._apply_state(state, results[0], results[1])
 
-    async def _load_state_async(self, state: RunState, settings: Settings) -> Response | None:
+    async def _load_state_async(self, state: execution.RunState, settings: Settings) -> Response | None:
         if not (state.call.use_api or state.call.ctx.use_api):
             return None
         results: list[Any] = []

@@ -2,7 +2,7 @@
 
 User code runs until it returns, raises, or reaches a step this request may not run; ``_Interrupt``
 unwinds it then, carrying the :class:`Outcome`. The entry points (``execute``/``execute_async``)
-finish an outcome into a :class:`~eagerstep.core.comm.Response`, flushing or settling the run's
+finish an outcome into a :class:`~eagerstep.core.messages.Response`, flushing or settling the run's
 checkpointer first so that no completed step is ever dropped.
 """
 
@@ -18,14 +18,13 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.scanner import make_scanner
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import to_jsonable_python
 
 from eagerstep.core import protocol
 from eagerstep.core.checkpoint import Checkpointing
-from eagerstep.core.comm import Response
 from eagerstep.core.errors import (
     NonRetriableError,
     OutputSerializationError,
@@ -33,6 +32,7 @@ from eagerstep.core.errors import (
     StepError,
     StepUsageError,
 )
+from eagerstep.core.messages import Response
 from eagerstep.core.steps import (
     AsyncContext,
     AsyncStep,
@@ -45,8 +45,7 @@ from eagerstep.core.steps import (
 
 if TYPE_CHECKING:
     from eagerstep.core.checkpoint import RunCheckpointer
-    from eagerstep.core.client import Client
-    from eagerstep.core.function import Function
+    from eagerstep.core.function import Function, FunctionOwner
 
 logger = logging.getLogger("eagerstep")
 
@@ -230,7 +229,7 @@ def serialise(value: Any) -> str:
 class RunState:
     """Everything one call request knows while the user's code runs."""
 
-    MISSING = _MISSING
+    MISSING: ClassVar[Any] = _MISSING
 
     def __init__(
         self,
@@ -243,7 +242,7 @@ class RunState:
         started: float | None = None,
     ) -> None:
         self.function = function
-        self.client: Client = function.client
+        self.client: FunctionOwner = function.client
         self.call = call
         self.run_id = call.ctx.run_id
         self.memos = call.steps

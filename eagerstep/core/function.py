@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ValidationError
@@ -17,7 +18,7 @@ from eagerstep.core.config import parse_checkpointing
 from eagerstep.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from eagerstep.core.client import Client
+    from eagerstep.core.config import Settings
 
 R = TypeVar("R")
 
@@ -107,12 +108,28 @@ def _concurrency(value: Any) -> int | list[protocol.ConcurrencyLimit] | None:
     return [limit for limit in limits if limit is not None]
 
 
+class FunctionOwner(Protocol):
+    """What a function needs from the client it belongs to (``eagerstep.Client`` provides it): the
+    app id, its settings, its logger, and sending events. The client imports this module, not the
+    other way round."""
+
+    app_id: str
+    logger: logging.Logger
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def send_now(self, events: Any) -> list[str]: ...
+
+    async def send_now_async(self, events: Any) -> list[str]: ...
+
+
 class Function(Generic[R]):
     """A durable function: its handler, triggers and options. Made by ``@client.function(...)``."""
 
     def __init__(
         self,
-        client: Client,
+        client: FunctionOwner,
         handler: Callable[..., Any],
         *,
         id: str,

@@ -7,16 +7,56 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol, TypeVar, overload
 
 from eagerstep.core import protocol
 from eagerstep.core.errors import StepUsageError
 
 if TYPE_CHECKING:
-    from eagerstep.core.execution import RunState
-    from eagerstep.core.function import Function
+    from eagerstep.core.function import Function, FunctionOwner
 
 T = TypeVar("T")
+
+
+class StepState(Protocol):
+    """What the step API needs from the request it runs in (``execution.RunState`` provides it):
+    step ids, memo lookups, and the decisions about a new step. Execution imports this module, not
+    the other way round."""
+
+    MISSING: ClassVar[Any]
+    client: FunctionOwner
+    replaying: bool
+
+    def begin(self, step_id: str, kind: str) -> tuple[str, int]: ...
+    def lookup(self, hashed: str) -> Any: ...
+    def decode_run_memo(
+        self, step_id: str, memo: Any, fn: Callable[..., Any] | None, output_type: Any
+    ) -> Any: ...
+    def decode_send_memo(self, step_id: str, memo: Any) -> list[str]: ...
+    def decode_wait_memo(self, step_id: str, memo: Any) -> protocol.WireEvent | None: ...
+    def decode_invoke_memo(self, step_id: str, memo: Any) -> Any: ...
+    def to_wire_value(self, value: Any, what: str) -> Any: ...
+    def prepare_run(self, hashed: str, step_id: str, index: int, step_type: str = ...) -> bool: ...
+    def run_succeeded(
+        self,
+        hashed: str,
+        step_id: str,
+        index: int,
+        out: Any,
+        start_ns: int,
+        duration_ns: int,
+        checkpointed: bool,
+        fn: Callable[..., Any] | None = ...,
+        output_type: Any = ...,
+    ) -> tuple[Any, dict[str, Any]]: ...
+    def run_failed(self, hashed: str, step_id: str, index: int, exc: BaseException) -> NoReturn: ...
+    def push(self, op: dict[str, Any]) -> None: ...
+    async def push_async(self, op: dict[str, Any]) -> None: ...
+    def new_async_op(self, step_id: str, op: dict[str, Any]) -> NoReturn: ...
+    def enter_parallel(self) -> None: ...
+    def exit_parallel(self) -> None: ...
+    def parallel_done(self, planned: list[dict[str, Any]], skipped: int) -> None: ...
+
 
 Duration = timedelta | str
 
@@ -35,7 +75,7 @@ class _Skipped(BaseException):
 class ReplayAwareLogger:
     """A logger that stays quiet while memoised steps replay, so each line appears once per run."""
 
-    def __init__(self, logger: logging.Logger, state: RunState) -> None:
+    def __init__(self, logger: logging.Logger, state: StepState) -> None:
         self._logger = logger
         self._state = state
 
@@ -96,7 +136,7 @@ def _sleep_until_text(when: datetime | str) -> str:
 class _StepBase:
     __slots__ = ("_state",)
 
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: StepState) -> None:
         self._state = state
 
     def _sleep(self, step_id: str, until: str) -> None:

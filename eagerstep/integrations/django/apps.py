@@ -13,6 +13,6 @@ class EagerStepConfig(AppConfig):
         # starts a thread or opens a connection: senders start with the first call request, in the
         # process that serves it (never in `migrate` or the autoreloader's parent).
         from eagerstep.integrations import _common
-        from eagerstep.integrations.django import checks, conf  # noqa: F401
+        from eagerstep.integrations.django import checks, conf, handler  # noqa: F401
 
         _common.install_shutdown_hooks()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -18,9 +17,7 @@ from eagerstep.integrations._common import DEFAULT_MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     from eagerstep.core.client import Client
-    from eagerstep.core.comm import CommHandler
 
-T = TypeVar("T")
 #: The client settings a Django project may set in EAGERSTEP (APP_ID is read separately).
 CLIENT_KEYS = tuple(key for key in CLIENT_SETTING_KEYS if key != "APP_ID")
 DEFAULTS: dict[str, Any] = {
@@ -61,7 +58,6 @@ eagerstep_settings = EagerStepSettings()
 _lock = threading.RLock()
 _client: Client | None = None
 _client_origin: str | None = None  # the CLIENT path, or "APP_ID=<id>" for a client built here
-_handler: CommHandler | None = None
 
 
 def get_client() -> Client:
@@ -94,55 +90,14 @@ def _origin() -> str:
     return str(eagerstep_settings.CLIENT or f"APP_ID={eagerstep_settings.APP_ID}")
 
 
-def get_handler() -> CommHandler:
-    """The CommHandler serving this process's functions (built on first request)."""
-    global _handler
-    with _lock:
-        if _handler is None:
-            from eagerstep.integrations.django.discovery import get_functions
-
-            _handler = _handler_class()(
-                get_client(),
-                get_functions(),
-                framework="django",
-                max_body_bytes=int(eagerstep_settings.MAX_BODY_BYTES),
-            )
-        return _handler
-
-
-def _handler_class() -> type[CommHandler]:
-    from django.db import close_old_connections
-
-    from eagerstep.core.comm import CommHandler
-
-    class DjangoCommHandler(CommHandler):
-        """Closes stale database connections around work in eagerstep's pool threads (Django's request
-        signals only do it for the request thread)."""
-
-        async def _in_pool(self, loop: Any, fn: Callable[..., T], *args: Any) -> T:
-            def run(*inner: Any) -> T:
-                close_old_connections()
-                try:
-                    return fn(*inner)
-                finally:
-                    close_old_connections()
-
-            return await super()._in_pool(loop, run, *args)
-
-    return DjangoCommHandler
-
-
 def reset() -> None:
-    """Forget settings, the handler and the client's resolved values.
+    """Forget settings and the client's resolved values (``handler.reset`` drops the handler).
 
     The client object itself is kept (functions are bound to it) while ``CLIENT`` / ``APP_ID`` name it.
     """
-    global _handler, _client
+    global _client
     with _lock:
         eagerstep_settings.reload()
-        if _handler is not None:
-            _handler.close()  # its thread pool; requests already running finish
-            _handler = None
         if _client is not None:
             _client.set_settings_source(eagerstep_settings.source)  # also forgets resolved values
             if _origin() != _client_origin:

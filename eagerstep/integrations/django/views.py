@@ -6,9 +6,10 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from eagerstep.core.comm import Request, Response
+from eagerstep.core.messages import Request, Response
 from eagerstep.integrations._common import read_limited
-from eagerstep.integrations.django.conf import eagerstep_settings, get_handler
+from eagerstep.integrations.django.conf import eagerstep_settings
+from eagerstep.integrations.django.handler import get_handler
 
 
 class _EveryDatabase(frozenset[str]):

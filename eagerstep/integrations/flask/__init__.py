@@ -14,8 +14,8 @@ from werkzeug.wsgi import get_input_stream
 from eagerstep.core import deferred
 from eagerstep.core.client import Client
 from eagerstep.core.comm import CommHandler
-from eagerstep.core.comm import Request as CommRequest
 from eagerstep.core.function import Function
+from eagerstep.core.messages import Request as CommRequest
 from eagerstep.integrations._common import DEFAULT_MAX_BODY_BYTES, install_shutdown_hooks, read_limited
 
 FRAMEWORK = "flask"
