@@ -624,6 +624,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def previous_figures(path: Path) -> dict[str, Any] | None:
+    """The checkpointing figures of the run this one replaces (its ``results.json``), to show next to
+    the new ones: what a change to the SDK did, at a glance. None if there was no earlier run."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    latency: dict[str, Any] = {}
+    for framework, data in old.get("frameworks", {}).items():
+        cells = data.get("latency", {})
+        latency[framework] = {
+            key: {field: cell.get(field) for field in ("e2e_ms", "start_to_end_ms", "checkpoint_calls")}
+            for key, cell in cells.items()
+            if key.startswith(("cp/", "io-cp/"))
+        }
+    machine_info = old.get("machine", {})
+    return {
+        "commit": machine_info.get("git", {}).get("commit"),
+        "date": machine_info.get("date"),
+        "latency": latency,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     config = Config.from_args(args)
@@ -669,6 +692,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results["seconds"] = round(time.monotonic() - began, 1)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    results["previous"] = previous_figures(args.out_dir / "results.json")
     (args.out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = report.markdown(results)
     (args.out_dir / "RESULTS.md").write_text(markdown)
