@@ -465,6 +465,7 @@ class RunState:
 
     def run_failed(self, hashed: str, step_id: str, index: int, exc: BaseException) -> NoReturn:
         final = self._is_final(exc)
+        self._log_failure(f"step {step_id!r}", exc, final)
         error = protocol.error_payload(exc, no_retry=final)
         op = protocol.step_error_op(hashed, step_id, error, final=final, index=index)
         self._fall_back(step_id, "the step raised " + type(exc).__name__)
@@ -544,8 +545,40 @@ class RunState:
             return Outcome(206, ops=[protocol.run_complete_op(_loads(text))])
         return Outcome(200, body=text.encode())
 
+    def _log_failure(self, where: str, exc: BaseException, final: bool) -> None:
+        """Say on the app's side that user code raised, as Django and Flask do for a view: one line
+        per failed attempt, the traceback with the first attempt's line only."""
+        attempt, total = self.attempt + 1, self.max_attempts
+        if isinstance(exc, NonRetriableError):
+            outcome = "non-retriable: the run fails"
+        elif final:
+            outcome = f"attempt {attempt} of {total}, the last: the run fails"
+        else:
+            outcome = f"attempt {attempt} of {total}: the orchestrator retries"
+        logger.log(
+            logging.ERROR if final else logging.WARNING,
+            "%s of %s (run %s) raised %s: %s (%s)",
+            where,
+            self.function.fully_qualified_id,
+            self.run_id,
+            type(exc).__name__,
+            exc,
+            outcome,
+            exc_info=exc if self.attempt == 0 else None,
+        )
+
     def function_failed(self, exc: BaseException) -> Outcome:
         final = self._is_final(exc)
+        if isinstance(exc, StepError):  # a step failed for good: its traceback was logged then
+            logger.error(
+                "%s (run %s) failed: step %r failed for good and the function did not catch it: %s",
+                self.function.fully_qualified_id,
+                self.run_id,
+                exc.step_id,
+                exc.message,
+            )
+        else:
+            self._log_failure("the function", exc, final)
         payload = protocol.error_payload(exc, no_retry=final)
         if isinstance(exc, StepError):
             payload["name"] = exc.name

@@ -719,3 +719,59 @@ def test_annotation_cache_is_bounded_by_code_objects() -> None:
     for i in range(50):
         execution._return_model(lambda i=i: i)
     assert len(execution._return_types) <= before + 1
+
+
+RUN = "01RUNLOGS000000000000000000"
+
+
+def test_errors_are_logged_on_the_apps_side_once_per_attempt(caplog: pytest.LogCaptureFixture) -> None:
+    """A step or function that raises is logged through the ``eagerstep`` logger, as Django and
+    Flask log a view's error: one line per failed attempt, the traceback with the first one only."""
+    client = make()
+
+    def explode() -> None:
+        raise ValueError("card declined")
+
+    @client.function(id="f", trigger=eagerstep.Event("e"), retries=1)
+    def f(ctx: eagerstep.Context) -> Any:
+        ctx.step.run("charge", explode)
+
+    @client.function(id="g", trigger=eagerstep.Event("e"), retries=1)
+    def g(ctx: eagerstep.Context) -> Any:
+        raise KeyError("order")
+
+    handler = CommHandler(client, [f, g], framework="test")
+    with caplog.at_level("WARNING", logger="eagerstep"):
+        for fn_id in ("shop-f", "shop-g"):
+            for attempt in (0, 1):
+                call(handler, fn_id, attempt=attempt, max_attempts=2, run_id=RUN)
+    records = [r for r in caplog.records if "raised" in r.getMessage()]
+    lines = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in records]
+    assert lines == [
+        (
+            "WARNING",
+            f"step 'charge' of shop-f (run {RUN}) raised ValueError: card declined (attempt 1 of 2:"
+            " the orchestrator retries)",
+            True,
+        ),
+        (
+            "ERROR",
+            f"step 'charge' of shop-f (run {RUN}) raised ValueError: card declined (attempt 2 of 2,"
+            " the last: the run fails)",
+            False,
+        ),
+        (
+            "WARNING",
+            f"the function of shop-g (run {RUN}) raised KeyError: 'order' (attempt 1 of 2: the"
+            " orchestrator retries)",
+            True,
+        ),
+        (
+            "ERROR",
+            f"the function of shop-g (run {RUN}) raised KeyError: 'order' (attempt 2 of 2, the last:"
+            " the run fails)",
+            False,
+        ),
+    ]
+    traceback_text = logging.Formatter().formatException(records[0].exc_info)  # type: ignore[arg-type]
+    assert "explode" in traceback_text and "card declined" in traceback_text
