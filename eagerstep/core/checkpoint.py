@@ -51,8 +51,10 @@ class Checkpointing:
     orchestrator as ``StepPlanned`` (None: no limit). ``max_unflushed_steps``: backpressure cap;
     only past it does a step wait for a flush to finish. ``request_timeout``: per HTTP attempt.
     ``max_attempts``: HTTP attempts per flush. ``retry_delay``: the first backoff (doubling, with
-    jitter). A reply waits at most ``MAX_REPLY_WAIT`` seconds for the checkpoint API: whatever is
-    unconfirmed by then goes in the reply (a step the server already stored is ignored there).
+    jitter). ``parallel_threads``: the size of the process's pool for the steps of eager parallel
+    groups (``def`` functions; one pool per size). A reply waits at most ``MAX_REPLY_WAIT`` seconds
+    for the checkpoint API: whatever is unconfirmed by then goes in the reply (a step the server
+    already stored is ignored there).
     """
 
     MAX_REPLY_WAIT: ClassVar[float] = 10.0
@@ -64,6 +66,7 @@ class Checkpointing:
     request_timeout: timedelta = timedelta(seconds=2)
     max_attempts: int = 5
     retry_delay: timedelta = timedelta(milliseconds=100)
+    parallel_threads: int = 8
 
     def __post_init__(self) -> None:
         if self.buffered_steps < 1:
@@ -72,6 +75,8 @@ class Checkpointing:
             raise ValueError("Checkpointing(max_unflushed_steps=...) must be >= buffered_steps")
         if self.max_attempts < 1:
             raise ValueError("Checkpointing(max_attempts=...) must be at least 1")
+        if self.parallel_threads < 1:
+            raise ValueError("Checkpointing(parallel_threads=...) must be at least 1")
         if self.request_timeout.total_seconds() <= 0:
             raise ValueError("Checkpointing(request_timeout=...) must be positive")
         # derived once: every checkpointer of every run reads them (not fields: eq/repr unchanged)

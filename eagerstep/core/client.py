@@ -190,6 +190,7 @@ class Client:
         singleton: Any = None,
         idempotency: str | None = None,
         checkpointing: bool | Checkpointing | None = None,
+        parallel: str = "eager",
     ) -> Callable[[Callable[..., Any]], Function[Any]]:
         """Decorate a ``def`` or ``async def`` handler taking a ``Context`` as a durable function."""
 
@@ -213,6 +214,7 @@ class Client:
                 singleton=singleton,
                 idempotency=idempotency,
                 checkpointing=checkpointing,
+                parallel=parallel,
             )
             self.functions.append(fn)
             return fn

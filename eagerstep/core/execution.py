@@ -33,14 +33,13 @@ from eagerstep.core.errors import (
     StepUsageError,
 )
 from eagerstep.core.messages import Response
+from eagerstep.core.parallel import _Planned, _Skipped
 from eagerstep.core.steps import (
     AsyncContext,
     AsyncStep,
     Context,
     ReplayAwareLogger,
     SyncStep,
-    _Planned,
-    _Skipped,
 )
 
 if TYPE_CHECKING:
@@ -262,6 +261,7 @@ class RunState:
         self.counters: dict[str, int] = {}
         self.kinds: dict[str, str] = {}
         self.in_parallel = False
+        self.collecting = False  # a round of an eager parallel group is finding its steps
         self.pushed = 0
         self.memo_hits = 0
         self.replaying = bool(self.memos)
@@ -511,6 +511,26 @@ class RunState:
 
     def exit_parallel(self) -> None:
         self.in_parallel = False
+
+    def runs_groups_eagerly(self) -> bool:
+        """Whether a parallel group's steps run in this request (checkpointing, the function's
+        ``parallel="eager"``, the checkpoint API healthy, ``max_runtime`` not reached)."""
+        if self.checkpointing is None or self.function.parallel != "eager":
+            return False
+        cp = self.checkpointer
+        if cp is not None and (cp.failed or cp.stale):
+            return False
+        return self.max_runtime is None or time.monotonic() - self.started < self.max_runtime
+
+    def parallel_threads(self) -> int:
+        return self.checkpointing.parallel_threads if self.checkpointing is not None else 1
+
+    def step_counters(self) -> tuple[dict[str, int], dict[str, str]]:
+        return dict(self.counters), dict(self.kinds)
+
+    def restore_step_counters(self, saved: tuple[dict[str, int], dict[str, str]]) -> None:
+        """Step ids as a replay from here would hash them (each round of an eager group)."""
+        self.counters, self.kinds = dict(saved[0]), dict(saved[1])
 
     def parallel_done(self, planned: list[dict[str, Any]], skipped: int) -> None:
         if planned:

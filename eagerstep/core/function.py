@@ -108,6 +108,10 @@ def _concurrency(value: Any) -> int | list[protocol.ConcurrencyLimit] | None:
     return [limit for limit in limits if limit is not None]
 
 
+#: ``parallel=`` values of a function.
+PARALLEL_MODES = frozenset({"eager", "orchestrated"})
+
+
 class FunctionOwner(Protocol):
     """What a function needs from the client it belongs to (``eagerstep.Client`` provides it): the
     app id, its settings, its logger, and sending events. The client imports this module, not the
@@ -148,6 +152,7 @@ class Function(Generic[R]):
         singleton: Any = None,
         idempotency: str | None = None,
         checkpointing: bool | Checkpointing | None = None,
+        parallel: str = "eager",
         _failure_of: Function[Any] | None = None,
     ) -> None:
         if not id or not isinstance(id, str):
@@ -191,6 +196,13 @@ class Function(Generic[R]):
         self.timeouts = _option(protocol.TimeoutsConfig, timeouts, "timeouts")
         self.singleton = _option(protocol.SingletonConfig, singleton, "singleton")
         self.idempotency = idempotency
+        if parallel not in PARALLEL_MODES:
+            raise ConfigurationError(
+                f"parallel={parallel!r} is not a parallel mode; use one of {sorted(PARALLEL_MODES)}"
+            )
+        #: How ``ctx.step.parallel`` runs when the request checkpoints: "eager" (its steps run in
+        #: the worker, each checkpointed) or "orchestrated" (planned, one request per step).
+        self.parallel = parallel
         self.checkpointing_option = checkpointing
         self._checkpointing = None if checkpointing is None else parse_checkpointing(checkpointing)
         self.failure_of = _failure_of

@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol, TypeVar, overload
 
+from eagerstep.core import parallel as groups
 from eagerstep.core import protocol
 from eagerstep.core.errors import StepUsageError
+from eagerstep.core.parallel import GroupState, _Pending
 
 if TYPE_CHECKING:
     from eagerstep.core.function import Function, FunctionOwner
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class StepState(Protocol):
+class StepState(GroupState, Protocol):
     """What the step API needs from the request it runs in (``execution.RunState`` provides it):
     step ids, memo lookups, and the decisions about a new step. Execution imports this module, not
     the other way round."""
@@ -37,39 +39,10 @@ class StepState(Protocol):
     def decode_invoke_memo(self, step_id: str, memo: Any) -> Any: ...
     def to_wire_value(self, value: Any, what: str) -> Any: ...
     def prepare_run(self, hashed: str, step_id: str, index: int, step_type: str = ...) -> bool: ...
-    def run_succeeded(
-        self,
-        hashed: str,
-        step_id: str,
-        index: int,
-        out: Any,
-        start_ns: int,
-        duration_ns: int,
-        checkpointed: bool,
-        fn: Callable[..., Any] | None = ...,
-        output_type: Any = ...,
-    ) -> tuple[Any, dict[str, Any]]: ...
-    def run_failed(self, hashed: str, step_id: str, index: int, exc: BaseException) -> NoReturn: ...
-    def push(self, op: dict[str, Any]) -> None: ...
-    async def push_async(self, op: dict[str, Any]) -> None: ...
     def new_async_op(self, step_id: str, op: dict[str, Any]) -> NoReturn: ...
-    def enter_parallel(self) -> None: ...
-    def exit_parallel(self) -> None: ...
-    def parallel_done(self, planned: list[dict[str, Any]], skipped: int) -> None: ...
 
 
 Duration = timedelta | str
-
-
-class _Planned(BaseException):
-    """A step inside a parallel group was found and must be planned, not run, in this request."""
-
-    def __init__(self, op: dict[str, Any]) -> None:
-        self.op = op
-
-
-class _Skipped(BaseException):
-    """A step inside a parallel group is not the one the orchestrator targeted."""
 
 
 class ReplayAwareLogger:
@@ -187,6 +160,8 @@ class SyncStep(_StepBase):
         memo = st.lookup(hashed)
         if memo is not st.MISSING:
             return st.decode_run_memo(step_id, memo, fn, output_type)  # type: ignore[no-any-return]
+        if st.collecting:  # a branch of an eager parallel group: run with the others
+            raise _Pending(hashed, step_id, index, fn, args, output_type)
         checkpointed = st.prepare_run(hashed, step_id, index)
         start_ns = time.time_ns()
         t0 = time.perf_counter_ns()
@@ -247,26 +222,14 @@ class SyncStep(_StepBase):
     def parallel(self, callables: Sequence[Callable[[], T]]) -> tuple[T, ...]:
         """Run a group of steps in parallel: ``ctx.step.parallel([lambda: ctx.step.run(...), ...])``.
 
-        The orchestrator runs each step in its own request; the group returns their outputs, in
-        order, once all are done.
+        Returns the branches' results, in order, once all are done. When the request checkpoints
+        (and the function's ``parallel`` is "eager"), the group's steps run here, concurrently, each
+        checkpointed as it finishes; otherwise the orchestrator runs each in its own request.
         """
         st = self._state
-        st.enter_parallel()
-        results: list[Any] = []
-        planned: list[dict[str, Any]] = []
-        skipped = 0
-        try:
-            for item in callables:
-                try:
-                    results.append(item())
-                except _Planned as p:
-                    planned.append(p.op)
-                except _Skipped:
-                    skipped += 1
-        finally:
-            st.exit_parallel()
-        st.parallel_done(planned, skipped)
-        return tuple(results)
+        if st.runs_groups_eagerly():
+            return groups.run_eager(st, callables)
+        return groups.run_orchestrated(st, callables)
 
 
 class AsyncStep(_StepBase):
@@ -290,6 +253,8 @@ class AsyncStep(_StepBase):
         memo = st.lookup(hashed)
         if memo is not st.MISSING:
             return st.decode_run_memo(step_id, memo, fn, output_type)
+        if st.collecting:  # a branch of an eager parallel group: run with the others
+            raise _Pending(hashed, step_id, index, fn, args, output_type)
         checkpointed = st.prepare_run(hashed, step_id, index)
         start_ns = time.time_ns()
         t0 = time.perf_counter_ns()
@@ -345,25 +310,12 @@ class AsyncStep(_StepBase):
         raise AssertionError("send_event always replies after sending")  # pragma: no cover
 
     async def parallel(self, callables: Sequence[Callable[[], Awaitable[T] | T]]) -> tuple[T, ...]:
-        """``await ctx.step.parallel([lambda: ctx.step.run(...), ...])``."""
+        """``await ctx.step.parallel([lambda: ctx.step.run(...), ...])``: as the sync flavour, with
+        the group's step bodies run as tasks on the loop."""
         st = self._state
-        st.enter_parallel()
-        results: list[Any] = []
-        planned: list[dict[str, Any]] = []
-        skipped = 0
-        try:
-            for item in callables:
-                try:
-                    result = item()
-                    results.append(await result if inspect.isawaitable(result) else result)
-                except _Planned as p:
-                    planned.append(p.op)
-                except _Skipped:
-                    skipped += 1
-        finally:
-            st.exit_parallel()
-        st.parallel_done(planned, skipped)
-        return tuple(results)
+        if st.runs_groups_eagerly():
+            return await groups.run_eager_async(st, callables)
+        return await groups.run_orchestrated_async(st, callables)
 
 
 class Context:

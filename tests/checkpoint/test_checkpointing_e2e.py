@@ -379,7 +379,9 @@ def test_send_event_replies_at_once(harness: Harness) -> None:
 
 
 def test_parallel_group_then_checkpointing_resumes(harness: Harness) -> None:
-    fn = harness.define("parallel", [*runs("a", "b"), ("parallel", ["p1", "p2"]), *runs("c", "d")])
+    fn = harness.define(
+        "parallel", [*runs("a", "b"), ("parallel", ["p1", "p2"]), *runs("c", "d")], parallel="orchestrated"
+    )
     result = harness.run(fn)
     assert result.completed and result.output == {"out": ["a", "b", ["p1", "p2"], "c", "d"]}
     planned = [op for op in result.op_batches[0] if op["op"] == "StepPlanned"]
@@ -394,6 +396,32 @@ def test_parallel_group_then_checkpointing_resumes(harness: Harness) -> None:
     assert result.op_batches[-1][-1]["op"] == "RunComplete"
     assert harness.executed == Counter({n: 1 for n in ("a", "b", "p1", "p2", "c", "d")})
     assert_each_step_once(result, harness.orch, ["a", "b", "p1", "p2", "c", "d"])
+
+
+def test_eager_parallel_group_in_one_invocation(harness: Harness) -> None:
+    fn = harness.define("eager", [*runs("a"), ("parallel", ["p1", "p2", "p3"]), *runs("c")])
+    result = harness.run(fn)
+    assert result.completed and result.output == {"out": ["a", ["p1", "p2", "p3"], "c"]}
+    assert result.invocations == 1
+    assert result.op_batches == [
+        [{"op": "RunComplete", "id": hash_step_id("complete"), "data": result.output}]
+    ]
+    assert harness.executed == Counter({n: 1 for n in ("a", "p1", "p2", "p3", "c")})
+    assert_each_step_once(result, harness.orch, ["a", "p1", "p2", "p3", "c"])
+
+
+def test_eager_parallel_group_past_max_runtime_is_planned(harness: Harness) -> None:
+    harness.step_seconds = 0.2  # "a" alone takes the request past max_runtime
+    fn = harness.define(
+        "late",
+        [*runs("a"), ("parallel", ["p1", "p2"])],
+        checkpointing=eagerstep.Checkpointing(max_runtime=timedelta(milliseconds=150)),
+    )
+    result = harness.run(fn)
+    assert result.completed and result.output == {"out": ["a", ["p1", "p2"]]}
+    planned = [op["id"] for op in result.ops if op["op"] == "StepPlanned"]
+    assert planned == [hash_step_id("p1"), hash_step_id("p2")]
+    assert harness.executed == Counter({n: 1 for n in ("a", "p1", "p2")})
 
 
 def test_max_runtime_plans_the_next_step(harness: Harness) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -35,7 +38,7 @@ def standard(ctx: eagerstep.Context) -> dict[str, Any]:
     return {"first": first, "second": second}
 
 
-@client.function(id="every-kind", trigger=eagerstep.Event("test/every-kind"))
+@client.function(id="every-kind", trigger=eagerstep.Event("test/every-kind"), parallel="orchestrated")
 def every_kind(ctx: eagerstep.Context) -> dict[str, Any]:
     ran = ctx.step.run("run", _add, 2, 3)
     ctx.step.sleep("nap", timedelta(seconds=5))
@@ -79,6 +82,104 @@ def step_fails(ctx: eagerstep.Context) -> str:
     except eagerstep.StepError as error:
         return f"caught {error.name}"
     return "unreachable"
+
+
+# Eager parallel groups: the steps of a group run concurrently in the request. Each body records
+# that it ran; with ``{"meet": true}`` in the event, p1, p2a and p3 wait for one another (so they
+# must run at the same time); p2b follows p2a in the same branch.
+
+EXECUTED: Counter[tuple[str, str]] = Counter()
+_executed_lock = threading.Lock()
+_meeting: dict[str, threading.Barrier] = {}
+
+
+def _ran(run_id: str, name: str) -> None:
+    with _executed_lock:
+        EXECUTED[(run_id, name)] += 1
+
+
+def _meet(run_id: str) -> None:
+    with _executed_lock:
+        barrier = _meeting.setdefault(run_id, threading.Barrier(3, timeout=10))
+    barrier.wait()  # BrokenBarrierError (a step error) unless the three bodies run concurrently
+
+
+def _branch_step(run_id: str, name: str, meets: bool) -> str:
+    _ran(run_id, name)
+    if meets:
+        _meet(run_id)
+    return name.upper()
+
+
+@client.function(id="eager-parallel", trigger=eagerstep.Event("test/eager-parallel"))
+def eager_parallel(ctx: eagerstep.Context) -> dict[str, Any]:
+    run, meet = ctx.run_id, bool(ctx.event.data.get("meet"))
+    before = ctx.step.run("before", _branch_step, run, "before", False)
+
+    def second_branch() -> str:
+        first = ctx.step.run("p2a", _branch_step, run, "p2a", meet)
+        return first + ctx.step.run("p2b", _branch_step, run, "p2b", False)
+
+    group = ctx.step.parallel(
+        [
+            lambda: ctx.step.run("p1", _branch_step, run, "p1", meet),
+            second_branch,
+            lambda: ctx.step.run("p3", _branch_step, run, "p3", meet),
+        ]
+    )
+    ctx.step.sleep("nap", "1s")
+    after = ctx.step.run("after", _branch_step, run, "after", False)
+    return {"before": before, "group": list(group), "after": after}
+
+
+async def _async_branch_step(run_id: str, name: str, meets: bool) -> str:
+    _ran(run_id, name)
+    if meets:  # the three bodies are tasks on one loop: each waits until all three have started
+        for _ in range(1000):
+            with _executed_lock:
+                started = sum(EXECUTED[(run_id, n)] for n in ("p1", "p2a", "p3"))
+            if started >= 3:
+                break
+            await asyncio.sleep(0.005)
+        else:
+            raise TimeoutError("the group's steps did not run concurrently")
+    return name.upper()
+
+
+@client.function(id="eager-parallel-async", trigger=eagerstep.Event("test/eager-parallel-async"))
+async def eager_parallel_async(ctx: eagerstep.AsyncContext) -> dict[str, Any]:
+    run, meet = ctx.run_id, bool(ctx.event.data.get("meet"))
+    before = await ctx.step.run("before", _async_branch_step, run, "before", False)
+
+    async def second_branch() -> str:
+        first = await ctx.step.run("p2a", _async_branch_step, run, "p2a", meet)
+        return first + await ctx.step.run("p2b", _async_branch_step, run, "p2b", False)
+
+    group = await ctx.step.parallel(
+        [
+            lambda: ctx.step.run("p1", _async_branch_step, run, "p1", meet),
+            second_branch,
+            lambda: ctx.step.run("p3", _async_branch_step, run, "p3", meet),
+        ]
+    )
+    await ctx.step.sleep("nap", "1s")
+    after = await ctx.step.run("after", _async_branch_step, run, "after", False)
+    return {"before": before, "group": list(group), "after": after}
+
+
+def _flaky(run_id: str, name: str, attempt: int) -> str:
+    _ran(run_id, name)
+    if name == "f2" and attempt == 0:
+        raise ValueError("f2 failed on its first attempt")
+    return name
+
+
+@client.function(id="eager-flaky", trigger=eagerstep.Event("test/eager-flaky"))
+def eager_flaky(ctx: eagerstep.Context) -> list[str]:
+    run, attempt = ctx.run_id, ctx.attempt
+    return list(
+        ctx.step.parallel([lambda n=n: ctx.step.run(n, _flaky, run, n, attempt) for n in ("f1", "f2", "f3")])
+    )
 
 
 # The fixtures of the Inngest server's SDK conformance suite (``inngest alpha conformance run
@@ -150,5 +251,8 @@ FUNCTIONS = [
     non_retriable,
     retry_after,
     step_fails,
+    eager_parallel,
+    eager_parallel_async,
+    eager_flaky,
     *CONFORMANCE_SUITE,
 ]
