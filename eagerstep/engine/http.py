@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from eagerstep.engine import gql
 from eagerstep.engine.dashboard import render_dashboard, render_run
 from eagerstep.engine.engine import Engine
 from eagerstep.engine.model import SERVER_KIND, EngineError
@@ -79,6 +80,7 @@ class EngineApp:
             ("GET", r"/v1/dev/timers", self.list_timers),
             ("POST", r"/v1/dev/timers/fire", self.fire_timers),
             ("GET", r"/v1/dev/stats", self.stats),
+            ("POST", r"/v0/gql", self.graphql),
         ]
         self.routes = [(method, re.compile(pattern + "$"), handler) for method, pattern, handler in routes]
 
@@ -211,6 +213,9 @@ class EngineApp:
         except Exception as exc:
             return _json(502, {"error": f"could not reach {url}: {exc}", "status": 502})
         return _json(200 if status < 300 else 502, {"url": url, "app_status": status, "app_reply": reply})
+
+    async def graphql(self, request: Request) -> Reply:
+        return _json(*gql.execute(self.engine, request.json()))
 
     async def stats(self, request: Request) -> Reply:
         return _json(200, {"data": self.engine.stats})
