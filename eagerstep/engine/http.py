@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from eagerstep.engine import gql
+from eagerstep.engine import eventlog, gql
 from eagerstep.engine.dashboard import render_dashboard, render_run
 from eagerstep.engine.engine import Engine
+from eagerstep.engine.events import PartialEventsError
 from eagerstep.engine.model import SERVER_KIND, EngineError
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -72,6 +73,7 @@ class EngineApp:
             ("GET", r"/v0/runs/(?P<run_id>[^/]+)/batch", self.batch),
             ("GET", r"/v1/events/(?P<event_id>[^/]+)/runs", self.event_runs),
             ("GET", r"/v1/events/(?P<event_id>[^/]+)", self.get_event),
+            ("GET", r"/v1/events", self.list_events),
             ("GET", r"/v1/runs", self.list_runs),
             ("GET", r"/v1/runs/(?P<run_id>[^/]+)", self.get_run),
             ("POST", r"/v1/runs/(?P<run_id>[^/]+)/cancel", self.cancel_run),
@@ -152,9 +154,10 @@ class EngineApp:
         if not request.params.get("key"):
             return _json(401, {"error": "an event key is required in the path: POST /e/{key}", "status": 401})
         try:
-            ids = self.engine.accept_events(request.json())
+            ids = self.engine.accept_events(request.json(), request.headers.get("x-inngest-event-id-seed"))
         except EngineError as exc:
-            return _json(exc.status, {"ids": [], "status": exc.status, "error": exc.message})
+            ids = exc.ids if isinstance(exc, PartialEventsError) else []
+            return _json(exc.status, {"ids": ids, "status": exc.status, "error": exc.message})
         return _json(200, {"ids": ids, "status": 200})
 
     async def checkpoint(self, request: Request) -> Reply:
@@ -185,6 +188,14 @@ class EngineApp:
 
     async def get_event(self, request: Request) -> Reply:
         return _json(200, {"data": self.engine.get_event(request.params["event_id"])})
+
+    async def list_events(self, request: Request) -> Reply:
+        try:
+            limit = int(request.query.get("limit") or "100")
+        except ValueError as exc:
+            raise EngineError("limit must be an integer") from exc
+        events = eventlog.list_events(self.engine.db, request.query.get("name"), max(1, min(limit, 1000)))
+        return _json(200, {"data": events, "metadata": {"fetched_at": None, "cached_until": None}})
 
     async def list_runs(self, request: Request) -> Reply:
         try:
