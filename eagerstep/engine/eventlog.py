@@ -51,9 +51,7 @@ def record_receipt(db: Store, event: dict[str, Any], now: float) -> None:
 
 def list_events(db: Store, name: str | None, limit: int) -> list[dict[str, Any]]:
     """``GET /v1/events``: received events, newest first, in the server's shape."""
-    sql = (
-        "SELECT r.event_id, r.received_at, e.body FROM event_receipts r JOIN events e ON e.id = r.event_id"
-    )
+    sql = "SELECT r.event_id, r.received_at, e.body FROM event_receipts r JOIN events e ON e.id = r.event_id"
     params: tuple[Any, ...] = ()
     if name:
         sql += " WHERE r.name=?"
