@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from eagerstep.core import protocol
+from eagerstep.engine.failures import standard_error
 from eagerstep.engine.model import (
     CALL,
     CANCEL_TIMEOUT,
@@ -143,6 +144,7 @@ class RunLifecycle:
             data["error"] = error or {"name": "Error", "message": status.lower()}
         data["_inngest"] = {"status": status, "run_id": run.id, "function_id": run.function_id}
         if status == FAILED:
+            data["error"] = standard_error(error, run.call_error)
             engine.intake.emit(protocol.EVENT_FUNCTION_FAILED, dict(data))
         elif status == CANCELLED:
             engine.intake.emit(protocol.EVENT_FUNCTION_CANCELLED, dict(data))
