@@ -179,10 +179,13 @@ class OpHandler:
                 if op.id in run.memos:
                     discover = True
                     continue
+                if op.id in run.pending:
+                    continue  # planned again by a discovery while it runs (race mode): one call
                 new_pending.append(op.id)
                 run.started[op.id] = now
                 run.names[op.id] = name or op.id
-                queue.enqueue(CALL, run.id, now, {"step_id": op.id, "attempt": 0})
+                race = {"race": True} if (op.opts or {}).get("parallelMode") == "race" else {}
+                queue.enqueue(CALL, run.id, now, {"step_id": op.id, "attempt": 0, **race})
             elif op.op == "Sleep":
                 opts = op.opts or {}
                 text = str(opts.get("duration") or op.name or "")
@@ -241,7 +244,9 @@ class OpHandler:
         if len(new_pending) > 1:
             run.force_plan = True
         if discover and not retried:
-            lifecycle.discover(run)
+            # Race mode: the server makes a discovery call after each parallel step, even while
+            # others run (shouldEnqueueDiscovery), so a fast branch moves on without the slow one.
+            lifecycle.discover(run, force=bool(item.payload.get("race")))
         elif not retried and not new_pending and not run.pending:
             # Nothing ran, nothing is planned or waiting: without this the run would hang forever.
             error = {

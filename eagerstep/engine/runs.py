@@ -201,9 +201,9 @@ class RunLifecycle:
     def save_run(self, run: RunState) -> None:
         self.engine.db.execute("UPDATE runs SET state=? WHERE id=?", (run.state_json(), run.id))
 
-    def discover(self, run: RunState) -> None:
-        """Schedule a discovery call once nothing planned or waiting is outstanding."""
-        if run.pending:
+    def discover(self, run: RunState, *, force: bool = False) -> None:
+        """Schedule a discovery call once nothing planned or waiting is outstanding (or at once)."""
+        if run.pending and not force:
             return
         run.force_plan = False
         self.engine.queue.enqueue(CALL, run.id, self.engine.clock.now(), {"step_id": "step", "attempt": 0})
