@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from eagerstep.core import protocol
-from eagerstep.engine import expressions
+from eagerstep.engine import aigateway, expressions
 from eagerstep.engine.model import (
     CALL,
     COMPLETED,
@@ -214,6 +214,11 @@ class OpHandler:
                 run.started[op.id] = now
                 run.names[op.id] = name or op.id
                 self._invoke(run, fn, op, now)
+            elif op.op == aigateway.OP:
+                new_pending.append(op.id)
+                run.started[op.id] = now
+                run.names[op.id] = name or op.id
+                aigateway.start(engine, item, run, fn, op.id, op.opts)
             elif op.op == "RunComplete":
                 complete = (True, op.data)
             elif op.op == "DiscoveryRequest":
