@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from eagerstep.core import protocol
+from eagerstep.core.ai import AsyncAI, SyncAI
 from eagerstep.core.errors import StepUsageError
 
 if TYPE_CHECKING:
@@ -140,6 +141,11 @@ class SyncStep(_StepBase):
 
     __slots__ = ()
 
+    @property
+    def ai(self) -> SyncAI:
+        """Model calls as steps: ``infer`` (made by the orchestrator) and ``wrap`` (made here)."""
+        return SyncAI(self)
+
     def run(self, step_id: str, fn: Callable[..., T], *args: Any, output_type: type[T] | Any = None) -> T:
         """Run ``fn(*args)`` once per run: later requests get its recorded output instead."""
         st = self._state
@@ -233,6 +239,11 @@ class AsyncStep(_StepBase):
     """``ctx.step`` for ``async def`` functions: the same API, awaited."""
 
     __slots__ = ()
+
+    @property
+    def ai(self) -> AsyncAI:
+        """Model calls as steps: ``await ctx.step.ai.infer(...)`` and ``await ctx.step.ai.wrap(...)``."""
+        return AsyncAI(self)
 
     @overload
     async def run(
