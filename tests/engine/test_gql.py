@@ -111,3 +111,41 @@ def test_unknown_ids_and_bad_queries(api: EngineClient) -> None:
     assert response.status_code == 400 and "query" in response.json()["errors"][0]["message"]
     response = api.http.post("/v0/gql", content=b"{not json")
     assert response.status_code == 400
+
+
+def test_the_fields_docs_engine_md_lists(api: EngineClient) -> None:
+    def handle(
+        body: dict[str, Any], headers: dict[str, str], query: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        a = protocol.hash_step_id("a")
+        if a not in body["steps"]:
+            return ok([protocol.step_run_op(a, "a", 1)])
+        return ok(2, 200)
+
+    with wsgi_app_server(ScriptedApp(handle)) as origin:
+        register(api, origin + "/api", {"slug": "fn", "triggers": [{"event": "g/docs"}]})
+        event_id = api.send("g/docs")
+        run_id = api.wait_run(event_id)["run_id"]
+    query = """
+    query($id: String!, $run: ID!, $event: ID!) {
+      run(runID: $id) {
+        id status output queuedAt startedAt endedAt eventName triggerIDs functionID
+        trace { name status childrenSpans { name status stepOp outputID startedAt endedAt duration } }
+      }
+      runTrigger(runID: $id) { eventName IDs payloads timestamp isBatch }
+      event(query: {eventId: $event}) { id name createdAt raw functionRuns { id status output } }
+      functionRun(query: {functionRunId: $run}) { id status output eventID }
+      runTrace(runID: $id) { isRoot }
+      functions { slug name }
+    }
+    """
+    data = gql(api, query, id=run_id, run=run_id, event=event_id)
+    run = data["run"]
+    assert run["status"] == "COMPLETED" and run["output"] == "2" and run["triggerIDs"] == [event_id]
+    assert run["trace"]["status"] == "COMPLETED"
+    [span] = run["trace"]["childrenSpans"]
+    assert span["name"] == "a" and span["status"] == "COMPLETED" and span["stepOp"] == "RUN"
+    assert data["runTrigger"]["IDs"] == [event_id] and data["runTrigger"]["isBatch"] is False
+    assert data["event"]["functionRuns"] == [{"id": run_id, "status": "COMPLETED", "output": "2"}]
+    assert data["functionRun"]["eventID"] == event_id and data["runTrace"]["isRoot"] is True
+    assert {"slug": "scripted-fn", "name": "fn"} in data["functions"]
