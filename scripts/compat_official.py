@@ -33,7 +33,11 @@ SUITES = ["tests/test_inngest", "tests/test_inngest_encryption"]
 #: Tests that build clients with no URL in dev mode and so expect the dev server on the default
 #: port: they run in a second pass with INNGEST_BASE_URL pointing at the engine. The others run
 #: without it (the introspection and registration tests expect the cloud defaults).
-NEEDS_BASE_URL = ["tests/test_inngest/test_server_timings"]
+NEEDS_BASE_URL = [
+    "tests/test_inngest/test_serialization",
+    "tests/test_inngest/test_serve",
+    "tests/test_inngest/test_server_timings",
+]
 IGNORED = ["tests/test_inngest/test_connect", "tests/test_inngest/test_function/test_connect.py"]
 #: The checkout's own packages (uv workspace members), installed editable (the function tests
 #: import the Connect extra's modules even when no Connect test runs).
