@@ -63,7 +63,9 @@ def test_race_mode_discovers_after_each_parallel_step(api: EngineClient, mode: s
     assert run["status"] == "Completed", run
     if mode == "race":
         assert order == ["a.1", "a.2", "b.1", "b.2"]
-        assert discoveries == 5  # the first plan, then one after each of the four steps
+        # The first plan, then one after each of the four steps (one more when a discovery's
+        # reply lands after the step it plans was recorded: that reply asks for the next one).
+        assert discoveries >= 5
     else:
         assert sorted(order) == ["a.1", "a.2", "b.1", "b.2"]
         assert discoveries == 3  # the first plan, after a.1+b.1, after a.2+b.2
