@@ -32,6 +32,12 @@ log = logging.getLogger("eagerstep.engine")
 OP = "AIGateway"
 
 
+def _canonical(name: str) -> str:
+    """A header name as Go's net/http sends it (``x-api-key`` -> ``X-Api-Key``): some servers,
+    and tests written against the Inngest server, look headers up case-sensitively."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
 def build_request(opts: dict[str, Any]) -> tuple[str, dict[str, str], bytes]:
     """(url, headers, body) of the model request an AIGateway op's ``opts`` describe."""
     url = opts.get("url")
@@ -53,7 +59,8 @@ def build_request(opts: dict[str, Any]) -> tuple[str, dict[str, str], bytes]:
     extra = opts.get("headers") or {}
     if not isinstance(extra, dict):
         raise ValueError("opts.headers must be an object of strings")
-    headers.update({str(k): str(v) for k, v in extra.items()})
+    headers.update({str(k).lower(): str(v) for k, v in extra.items()})
+    headers = {_canonical(k): v for k, v in headers.items()}
     body = opts.get("body")
     raw = body.encode() if isinstance(body, str) else json.dumps(body, separators=(",", ":")).encode()
     return url, headers, raw

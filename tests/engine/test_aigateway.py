@@ -85,12 +85,14 @@ def test_retry_succeeds_after_one_failure(api: EngineClient) -> None:
 
 def test_build_request_per_format() -> None:
     base = {"url": "https://m.test/v1/x?a=1", "auth_key": "k", "body": {"q": 1}, "headers": {"h": "v"}}
-    url, headers, body = build_request({**base, "format": "anthropic"})
-    assert url == base["url"] and headers["x-api-key"] == "k" and "authorization" not in headers
-    assert json.loads(body) == {"q": 1} and headers["h"] == "v"
+    # Header names go out as Go's net/http sends them (canonical case), as the server does.
+    url, headers, body = build_request({**base, "format": "anthropic", "headers": {"x-my-header": "v"}})
+    assert url == base["url"] and "Authorization" not in headers
+    assert headers == {"Content-Type": "application/json", "X-Api-Key": "k", "X-My-Header": "v"}
+    assert json.loads(body) == {"q": 1}
     url, headers, _ = build_request({**base, "format": "gemini"})
-    assert url == "https://m.test/v1/x?a=1&key=k" and "authorization" not in headers
-    assert build_request({**base, "format": "bedrock"})[1]["authorization"] == "k"
-    assert build_request({**base, "format": "openai-chat"})[1]["authorization"] == "Bearer k"
+    assert url == "https://m.test/v1/x?a=1&key=k" and "Authorization" not in headers
+    assert build_request({**base, "format": "bedrock"})[1]["Authorization"] == "k"
+    assert build_request({**base, "format": "openai-chat"})[1]["Authorization"] == "Bearer k"
     with pytest.raises(ValueError, match=r"opts\.url"):
         build_request({"url": "ftp://x"})
