@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench tox-oldest clean
+.PHONY: demo test lint bench tox-oldest compat-official clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ PYENVS = $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare | gre
 
 tox-oldest: $(STAMP)
 	PYENV_VERSION="$(PYENVS)" $(BIN)/tox -e django42-py310,flask23-py310,fastapi0100-py310
+
+## The official inngest-py SDK's integration suite, unmodified, against `eagerstep dev`.
+# INNGEST_PY_SRC=<a checkout of https://github.com/inngest/inngest-py>; without it, says how to get one.
+compat-official: $(STAMP)
+	INNGEST_PY_SRC="$(INNGEST_PY_SRC)" $(BIN)/python scripts/compat_official.py
 
 clean:
 	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 """eagerstep: durable functions for Django, Flask and FastAPI over the Inngest protocol."""
 
 from eagerstep._version import __version__
+from eagerstep.core import ai
 from eagerstep.core.checkpoint import Checkpointing
 from eagerstep.core.client import Client
 from eagerstep.core.errors import (
@@ -29,4 +30,5 @@ __all__ = [
     "StepError",
     "StepUsageError",
     "__version__",
+    "ai",
 ]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol, TypeVar, ov
 
 from eagerstep.core import parallel as groups
 from eagerstep.core import protocol
+from eagerstep.core.ai import AsyncAI, SyncAI
 from eagerstep.core.errors import StepUsageError
 from eagerstep.core.parallel import GroupState, _Pending
 
@@ -153,6 +154,11 @@ class SyncStep(_StepBase):
 
     __slots__ = ()
 
+    @property
+    def ai(self) -> SyncAI:
+        """Model calls as steps: ``infer`` (made by the orchestrator) and ``wrap`` (made here)."""
+        return SyncAI(self)
+
     def run(self, step_id: str, fn: Callable[..., T], *args: Any, output_type: type[T] | Any = None) -> T:
         """Run ``fn(*args)`` once per run: later requests get its recorded output instead."""
         st = self._state
@@ -236,6 +242,11 @@ class AsyncStep(_StepBase):
     """``ctx.step`` for ``async def`` functions: the same API, awaited."""
 
     __slots__ = ()
+
+    @property
+    def ai(self) -> AsyncAI:
+        """Model calls as steps: ``await ctx.step.ai.infer(...)`` and ``await ctx.step.ai.wrap(...)``."""
+        return AsyncAI(self)
 
     @overload
     async def run(

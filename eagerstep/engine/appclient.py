@@ -142,6 +142,10 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
         name, sep, value = line.partition(":")
         if sep:
             headers[name.strip().lower()] = value.strip()
+    if version == "HTTP/1.0":
+        # As Go's net/http (the Inngest server) does: Transfer-Encoding means nothing in HTTP/1.0,
+        # the body is delimited by Content-Length or the end of the connection.
+        headers.pop("transfer-encoding", None)
     connection = headers.get("connection", "").lower()
     keep_alive = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
     return status, headers, keep_alive

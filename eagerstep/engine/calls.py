@@ -201,6 +201,7 @@ class CallLoop:
         transport_error: str | None,
         started: float,
     ) -> None:
+        run.call_error = transport_error
         if transport_error is not None:
             self.function_error(
                 item, run, fn, {"name": "AppUnreachable", "message": transport_error}, False, None
@@ -275,6 +276,7 @@ class CallLoop:
             error = {"name": "Error", "message": str(body_value["error"])}
         else:
             error = _garbage(status, content, "an error")
+        run.call_error = f"invalid status code: {status}"
         self.function_error(item, run, fn, error, no_retry, retry_after)
 
     def retry_delay(self, retry_after: str | None) -> float:

@@ -240,9 +240,9 @@ class Engine:
 
     # ------------------------------------------------------------------ events, runs, timers
 
-    def accept_events(self, raw: Any) -> list[str]:
+    def accept_events(self, raw: Any, seed: str | None = None) -> list[str]:
         """Store and route events (``POST /e/{key}``); returns their ids. One transaction."""
-        return self.intake.accept_events(raw)
+        return self.intake.accept_events(raw, seed)
 
     def cancel_run(self, run_id: str) -> str:
         return self.lifecycle.cancel_run(run_id)

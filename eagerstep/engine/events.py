@@ -6,12 +6,20 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from eagerstep.core import protocol
-from eagerstep.engine import expressions
+from eagerstep.engine import eventlog, expressions
 from eagerstep.engine.model import EngineError, FunctionInfo, _wildcard, new_id
 from eagerstep.engine.store import dumps
 
 if TYPE_CHECKING:
     from eagerstep.engine.engine import Engine
+
+
+class PartialEventsError(EngineError):
+    """An event of a batch is invalid: the events before it were stored (``ids``), none after it."""
+
+    def __init__(self, message: str, ids: list[str]) -> None:
+        super().__init__(message)
+        self.ids = ids
 
 
 class EventIntake:
@@ -33,21 +41,36 @@ class EventIntake:
                     else:
                         self.exact_triggers.setdefault(trigger.event, []).append((fn, trigger.expression))
 
-    def accept_events(self, raw: Any) -> list[str]:
-        """Store and route events (``POST /e/{key}``); returns their ids. One transaction."""
+    def accept_events(self, raw: Any, seed: str | None = None) -> list[str]:
+        """Store and route events (``POST /e/{key}``); returns their ids. One transaction.
+
+        As the server does, events are taken in order up to the first invalid one: those before
+        it are stored and their ids given in the :class:`PartialEventsError`. ``seed`` is the
+        ``x-inngest-event-id-seed`` header (deterministic ids, see :mod:`eventlog`)."""
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             raise EngineError("no events in the request body")
         if len(items) > 5000:
             raise EngineError("at most 5000 events per request")
-        events = [self.normalise(item, index) for index, item in enumerate(items)]
+        events: list[dict[str, Any]] = []
+        invalid: EngineError | None = None
+        for index, item in enumerate(items):
+            try:
+                events.append(self.normalise(item, index, eventlog.seeded_id(seed, index + 1)))
+            except EngineError as exc:
+                invalid = exc
+                break
         self.engine.stats["events"] += len(events)
-        with self.engine.transaction():
-            for event in events:
-                self.ingest(event)
-        return [str(e["id"]) for e in events]
+        if events:
+            with self.engine.transaction():
+                for event in events:
+                    self.ingest(event)
+        ids = [str(e["id"]) for e in events]
+        if invalid is not None:
+            raise PartialEventsError(invalid.message, ids)
+        return ids
 
-    def normalise(self, raw: Any, index: int = 0) -> dict[str, Any]:
+    def normalise(self, raw: Any, index: int = 0, seeded_id: str | None = None) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise EngineError(f"event {index}: each event must be a JSON object")
         name = raw.get("name")
@@ -62,7 +85,7 @@ class EventIntake:
         event["name"] = name
         event["data"] = data
         if not event.get("id"):
-            event["id"] = new_id()
+            event["id"] = seeded_id or new_id()
         event["id"] = str(event["id"])
         ts = event.get("ts")
         if not isinstance(ts, int) or isinstance(ts, bool) or ts <= 0:
@@ -75,10 +98,12 @@ class EventIntake:
         """Store one event and route it: waits and cancellations first, then triggers."""
         engine = self.engine
         db = engine.db
+        now = engine.clock.now()
         stored = db.execute(
             "INSERT OR IGNORE INTO events(id, name, body, received_at) VALUES (?,?,?,?)",
-            (event["id"], event["name"], dumps(event), engine.clock.now()),
+            (event["id"], event["name"], dumps(event), now),
         )
+        eventlog.record_receipt(db, event, now)
         if stored.rowcount == 0:
             return False  # an event with this id was accepted before
         engine.waits.match(event)

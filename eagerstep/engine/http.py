@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from eagerstep.engine import eventlog, gql
 from eagerstep.engine.dashboard import render_dashboard, render_run
 from eagerstep.engine.engine import Engine
+from eagerstep.engine.events import PartialEventsError
 from eagerstep.engine.model import SERVER_KIND, EngineError
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -71,6 +73,7 @@ class EngineApp:
             ("GET", r"/v0/runs/(?P<run_id>[^/]+)/batch", self.batch),
             ("GET", r"/v1/events/(?P<event_id>[^/]+)/runs", self.event_runs),
             ("GET", r"/v1/events/(?P<event_id>[^/]+)", self.get_event),
+            ("GET", r"/v1/events", self.list_events),
             ("GET", r"/v1/runs", self.list_runs),
             ("GET", r"/v1/runs/(?P<run_id>[^/]+)", self.get_run),
             ("POST", r"/v1/runs/(?P<run_id>[^/]+)/cancel", self.cancel_run),
@@ -79,6 +82,7 @@ class EngineApp:
             ("GET", r"/v1/dev/timers", self.list_timers),
             ("POST", r"/v1/dev/timers/fire", self.fire_timers),
             ("GET", r"/v1/dev/stats", self.stats),
+            ("POST", r"/v0/gql", self.graphql),
         ]
         self.routes = [(method, re.compile(pattern + "$"), handler) for method, pattern, handler in routes]
 
@@ -150,9 +154,10 @@ class EngineApp:
         if not request.params.get("key"):
             return _json(401, {"error": "an event key is required in the path: POST /e/{key}", "status": 401})
         try:
-            ids = self.engine.accept_events(request.json())
+            ids = self.engine.accept_events(request.json(), request.headers.get("x-inngest-event-id-seed"))
         except EngineError as exc:
-            return _json(exc.status, {"ids": [], "status": exc.status, "error": exc.message})
+            ids = exc.ids if isinstance(exc, PartialEventsError) else []
+            return _json(exc.status, {"ids": ids, "status": exc.status, "error": exc.message})
         return _json(200, {"ids": ids, "status": 200})
 
     async def checkpoint(self, request: Request) -> Reply:
@@ -184,6 +189,14 @@ class EngineApp:
     async def get_event(self, request: Request) -> Reply:
         return _json(200, {"data": self.engine.get_event(request.params["event_id"])})
 
+    async def list_events(self, request: Request) -> Reply:
+        try:
+            limit = int(request.query.get("limit") or "100")
+        except ValueError as exc:
+            raise EngineError("limit must be an integer") from exc
+        events = eventlog.list_events(self.engine.db, request.query.get("name"), max(1, min(limit, 1000)))
+        return _json(200, {"data": events, "metadata": {"fetched_at": None, "cached_until": None}})
+
     async def list_runs(self, request: Request) -> Reply:
         try:
             limit = int(request.query.get("limit", "50"))
@@ -211,6 +224,9 @@ class EngineApp:
         except Exception as exc:
             return _json(502, {"error": f"could not reach {url}: {exc}", "status": 502})
         return _json(200 if status < 300 else 502, {"url": url, "app_status": status, "app_reply": reply})
+
+    async def graphql(self, request: Request) -> Reply:
+        return _json(*gql.execute(self.engine, request.json()))
 
     async def stats(self, request: Request) -> Reply:
         return _json(200, {"data": self.engine.stats})

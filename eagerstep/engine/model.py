@@ -146,6 +146,9 @@ class RunState:
     correlation_id: str | None = None
     started: dict[str, float] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    #: The transport-level error of the last failed call ("invalid status code: 500"), for the
+    #: ``inngest/function.failed`` event (not persisted: set and read in the same transaction).
+    call_error: str | None = None
 
     def state_json(self) -> str:
         return dumps(

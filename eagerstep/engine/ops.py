@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from eagerstep.core import protocol
-from eagerstep.engine import expressions
+from eagerstep.engine import aigateway, expressions
 from eagerstep.engine.model import (
     CALL,
     COMPLETED,
@@ -111,7 +111,7 @@ _ORDER = {
 
 
 #: Ops the orchestrator schedules (a queue item per step id, so a repeated op is a no-op).
-_SCHEDULED = frozenset({"StepPlanned", "Sleep", "WaitForEvent", "InvokeFunction"})
+_SCHEDULED = frozenset({"StepPlanned", "Sleep", "WaitForEvent", "InvokeFunction", "AIGateway"})
 
 
 class OpHandler:
@@ -211,7 +211,8 @@ class OpHandler:
                 new_pending.append(op.id)
                 run.started[op.id] = now
                 run.names[op.id] = name or op.id
-                queue.enqueue(CALL, run.id, now, {"step_id": op.id, "attempt": 0})
+                race = {"race": True} if (op.opts or {}).get("parallelMode") == "race" else {}
+                queue.enqueue(CALL, run.id, now, {"step_id": op.id, "attempt": 0, **race})
             elif op.op == "Sleep":
                 opts = op.opts or {}
                 text = str(opts.get("duration") or op.name or "")
@@ -240,6 +241,11 @@ class OpHandler:
                 run.started[op.id] = now
                 run.names[op.id] = name or op.id
                 self._invoke(run, fn, op, now)
+            elif op.op == aigateway.OP:
+                new_pending.append(op.id)
+                run.started[op.id] = now
+                run.names[op.id] = name or op.id
+                aigateway.start(engine, item, run, fn, op.id, op.opts)
             elif op.op == "RunComplete":
                 complete = (True, op.data)
             elif op.op == "DiscoveryRequest":
@@ -268,8 +274,11 @@ class OpHandler:
             discoveries = max(discoveries, 1)
         run.pending.update(new_pending)
         if discoveries and not retried:
+            # Race mode: the server makes a discovery call after each parallel step, even while
+            # others run (shouldEnqueueDiscovery), so a fast branch moves on without the slow one.
+            race_mode = bool(item.payload.get("race"))
             for _ in range(discoveries):
-                lifecycle.discover(run, reset_force_plan=forced_before)
+                lifecycle.discover(run, reset_force_plan=forced_before, force=race_mode)
         elif not retried and not new_pending and not run.pending:
             # Nothing ran, nothing is planned or waiting: without this the run would hang forever.
             error = {

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from eagerstep.core import protocol
+from eagerstep.engine.failures import standard_error
 from eagerstep.engine.model import (
     CALL,
     CANCEL_TIMEOUT,
@@ -143,6 +144,7 @@ class RunLifecycle:
             data["error"] = error or {"name": "Error", "message": status.lower()}
         data["_inngest"] = {"status": status, "run_id": run.id, "function_id": run.function_id}
         if status == FAILED:
+            data["error"] = standard_error(error, run.call_error)
             engine.intake.emit(protocol.EVENT_FUNCTION_FAILED, dict(data))
         elif status == CANCELLED:
             engine.intake.emit(protocol.EVENT_FUNCTION_CANCELLED, dict(data))
@@ -199,14 +201,15 @@ class RunLifecycle:
     def save_run(self, run: RunState) -> None:
         self.engine.db.execute("UPDATE runs SET state=? WHERE id=?", (run.state_json(), run.id))
 
-    def discover(self, run: RunState, *, reset_force_plan: bool = True) -> None:
-        """Schedule a discovery call once nothing planned or waiting is outstanding.
+    def discover(self, run: RunState, *, reset_force_plan: bool = True, force: bool = False) -> None:
+        """Schedule a discovery call once nothing planned or waiting is outstanding (``force``: at
+        once, as the server does after each step of a ``parallelMode: "race"`` group).
 
         Scheduling it ends step planning (the server's ``maybeResetForceStepPlan``), unless the
         reply that asks for it is the one that switched the run to planning
         (``reset_force_plan=False``): then its discovery calls still plan.
         """
-        if run.pending:
+        if run.pending and not force:
             return
         if reset_force_plan:
             run.force_plan = False

@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS run_keys (
     run_id TEXT NOT NULL, function_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS event_receipts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, name TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_receipts_by_name ON event_receipts(name, seq);
 CREATE INDEX IF NOT EXISTS run_keys_by_key ON run_keys(function_id, kind, key, created_at);
 """
 
