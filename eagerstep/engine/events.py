@@ -96,8 +96,10 @@ class EventIntake:
         candidates = list(self.exact_triggers.get(name, []))
         candidates += [(fn, expr) for pattern, fn, expr in self.wild_triggers if pattern.match(name)]
         flow = engine.flow
+        matched = False
         for fn, expression in candidates:
             if expressions.matches(expression, event=event):
+                matched = True
                 if fn.config.debounce is not None:
                     flow.debounce(fn, event)
                     continue
@@ -107,6 +109,8 @@ class EventIntake:
                 keys = flow.admit(fn, event)
                 if keys is not None:
                     lifecycle.create_run(fn, [event], keys)
+        if not matched:
+            engine.history.unmatched(event)
         return True
 
     def emit(self, name: str, data: dict[str, Any], target: FunctionInfo | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from eagerstep.core import protocol
 from eagerstep.engine import expressions
+from eagerstep.engine.history import VIA_REPLY
 from eagerstep.engine.model import (
     CALL,
     COMPLETED,
@@ -162,13 +163,19 @@ class OpHandler:
                     started=begun if begun is not None else started,
                     ended=ended if ended is not None else now,
                 )
+                engine.history.reported(run, [op.id], VIA_REPLY)
                 discover = True
             elif op.op in ("StepError", "StepFailed"):
                 error = dict(op.error or {"name": "Error", "message": "step failed"})
                 final = op.op == "StepFailed" or no_retry or bool(error.get("noRetry"))
-                if not final and attempt + 1 < fn.max_attempts:
-                    due = now + engine.caller.retry_delay(retry_after)
-                    queue.enqueue(CALL, run.id, due, {"step_id": step_id, "attempt": attempt + 1})
+                retry = not final and attempt + 1 < fn.max_attempts
+                delay = engine.caller.retry_delay(retry_after) if retry else None
+                engine.history.attempt_failed(
+                    run, op.id, name, attempt, error, started=started, max_attempts=fn.max_attempts,
+                    retry_in=delay,
+                )  # fmt: skip
+                if delay is not None:
+                    queue.enqueue(CALL, run.id, now + delay, {"step_id": step_id, "attempt": attempt + 1})
                     retried = True
                     continue
                 lifecycle.store_memo(
