@@ -81,6 +81,7 @@ class EventIntake:
         )
         if stored.rowcount == 0:
             return False  # an event with this id was accepted before
+        awaited = event["name"] in engine.waits.by_event  # a run may be waiting for it
         engine.waits.match(event)
         lifecycle = engine.lifecycle
         if target is not None:
@@ -109,7 +110,7 @@ class EventIntake:
                 keys = flow.admit(fn, event)
                 if keys is not None:
                     lifecycle.create_run(fn, [event], keys)
-        if not matched:
+        if not matched and not awaited:
             engine.history.unmatched(event)
         return True
 

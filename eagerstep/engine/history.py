@@ -101,18 +101,38 @@ class RunHistory:
                 _describe(error),
             )
             return error
+        final = dict(error)
+        final["attempts"] = attempt + 1
+        cause = self._failed_step(run) if step_id == "step" and error.get("step_id") else None
+        if cause is not None:
+            # the function raised the final error of a step: that step's attempts are the story
+            step_name, final["attempts"] = cause
+            what = f"the function (its step {step_name})"
+        count = final["attempts"]
         log.warning(
             "run %s of %s: %s failed after %d attempt%s: %s",
             run.id,
             run.function_id,
             what,
-            attempt + 1,
-            "" if attempt == 0 else "s",
+            count,
+            "" if count == 1 else "s",
             _describe(error),
         )
-        final = dict(error)
-        final["attempts"] = attempt + 1
         return final
+
+    def _failed_step(self, run: RunState) -> tuple[str, int] | None:
+        """(name, attempts) of the run's step whose last attempt failed for good, if any."""
+        row = self.engine.db.one(
+            "SELECT step_id, name FROM step_attempts WHERE run_id=? AND retried=0 AND step_id!='step'"
+            " ORDER BY ended_at DESC LIMIT 1",
+            (run.id,),
+        )
+        if row is None:
+            return None
+        count = self.engine.db.one(
+            "SELECT COUNT(*) FROM step_attempts WHERE run_id=? AND step_id=?", (run.id, row[0])
+        )
+        return str(row[1] or row[0]), int(count[0]) if count else 1
 
     def reported(self, run: RunState, step_ids: list[str], via: str) -> None:
         """Steps that reached the engine ``via`` a call's reply or a checkpoint."""
