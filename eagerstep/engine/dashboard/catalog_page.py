@@ -84,4 +84,4 @@ def render_apps(apps: list[dict[str, Any]]) -> Page:
         "<th>last attempt</th><th>sync state</th><th></th></tr></thead>"
         f"<tbody>{''.join(rows) or empty}</tbody></table>"
     )
-    return Page("Apps", form + table, section="/apps", live="/apps?fragment=1")
+    return Page("Apps", table, section="/apps", live="/apps?fragment=1", top=form)

@@ -36,7 +36,7 @@ def render_list(events: list[dict[str, Any]]) -> Page:
         "<table class=events><thead><tr><th>event</th><th>name</th><th>data</th><th>started</th>"
         f"<th>received</th></tr></thead><tbody>{rows or empty}</tbody></table>"
     )
-    return Page("Events", SEND_FORM + table, section="/events", live="/events?fragment=1")
+    return Page("Events", table, section="/events", live="/events?fragment=1", top=SEND_FORM)
 
 
 def render_event(event: dict[str, Any]) -> Page:
@@ -65,4 +65,5 @@ def render_event(event: dict[str, Any]) -> Page:
         f"<span class=actions>{replay}</span></div>"
         f"<h2>Runs it started</h2>{started}<h2>Payload</h2>{pretty(event['event'])}"
     )
-    return Page(f"Event {event['id']}", body, section="/events")
+    live = f"/events/{event['id']}?fragment=1"
+    return Page(f"Event {event['id']}", body, section="/events", live=live)

@@ -27,14 +27,15 @@ class Page:
     body: str
     section: str = "/"
     live: str = ""
+    top: str = ""  # above the body and never refreshed (forms being filled in)
 
     def html(self, *, fragment: bool = False) -> str:
         if fragment:
             return self.body
-        return layout(self.title, self.body, section=self.section, live=self.live)
+        return layout(self.title, self.body, section=self.section, live=self.live, top=self.top)
 
 
-def layout(title: str, body: str, *, section: str = "/", live: str = "") -> str:
+def layout(title: str, body: str, *, section: str = "/", live: str = "", top: str = "") -> str:
     """A full page; ``live``: the URL the script polls to refresh ``#live`` ('' for none)."""
     links = "".join(
         f"<a href='{href}'{' class=active' if href == section else ''}>{label}</a>" for href, label in NAV
@@ -47,7 +48,7 @@ def layout(title: str, body: str, *, section: str = "/", live: str = "") -> str:
         "<script defer src='/static/dashboard.js'></script></head><body>"
         f"<header><b class=brand>eagerstep dev</b><nav>{links}</nav>"
         f"<span class=version>{esc(__version__)}</span></header>"
-        f"<main><h1>{esc(title)}</h1><div id=live data-live='{esc(live)}'>{body}</div></main>"
+        f"<main><h1>{esc(title)}</h1>{top}<div id=live data-live='{esc(live)}'>{body}</div></main>"
         "</body></html>"
     )
 

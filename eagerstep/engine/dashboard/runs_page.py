@@ -44,4 +44,4 @@ def render(runs: list[dict[str, Any]], filters: RunFilter, functions: list[str])
         "<th>started</th><th>duration</th></tr></thead>"
         f"<tbody id=runs-body data-endpoint='/dash/api/runs'>{rows or empty}</tbody></table>"
     )
-    return Page("Runs", form + table, section="/")
+    return Page("Runs", table, section="/", top=form)
