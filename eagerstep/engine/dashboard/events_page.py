@@ -24,7 +24,7 @@ def _outcome(event: dict[str, Any]) -> str:
     return esc(plural(count, "run")) if count else "<span class=muted>no run (yet)</span>"
 
 
-def render_list(events: list[dict[str, Any]]) -> Page:
+def render_list(events: list[dict[str, Any]], *, internal: bool = False) -> Page:
     rows = "".join(
         f"<tr data-event='{esc(e['id'])}'><td>{link('/events/' + e['id'], e['id'], 'mono')}</td>"
         f"<td>{esc(e['name'])}</td><td class=payload><code>{esc(json.dumps(e['data'])[:120])}</code></td>"
@@ -36,7 +36,8 @@ def render_list(events: list[dict[str, Any]]) -> Page:
         "<table class=events><thead><tr><th>event</th><th>name</th><th>data</th><th>started</th>"
         f"<th>received</th></tr></thead><tbody>{rows or empty}</tbody></table>"
     )
-    return Page("Events", table, section="/events", live="/events?fragment=1", top=SEND_FORM)
+    live = "/events?internal=1&fragment=1" if internal else "/events?fragment=1"
+    return Page("Events", table, section="/events", live=live, top=SEND_FORM)
 
 
 def render_event(event: dict[str, Any]) -> Page:

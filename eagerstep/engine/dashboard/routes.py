@@ -78,7 +78,8 @@ class DashboardRoutes:
 
     async def events(self, request: Request) -> Reply:
         internal = request.query.get("internal") == "1"
-        return _page(request, events_page.render_list(queries.list_events(self.engine, internal=internal)))
+        events = queries.list_events(self.engine, internal=internal)
+        return _page(request, events_page.render_list(events, internal=internal))
 
     async def event(self, request: Request) -> Reply:
         try:
