@@ -102,3 +102,12 @@ def test_pages_work_without_the_script(shop: Shop) -> None:
     """The pages work without the script (plain links, a GET filter form)."""
     page = httpx.get(shop.engine.url + "/?status=Completed", timeout=30).text
     assert "<form id=run-filters" in page and "method=get" in page
+
+
+def test_ids_chosen_by_senders_are_escaped_and_quoted(shop: Shop) -> None:
+    event_id = shop.api.send("shop/<b>odd</b>", {"x": "<script>"}, id="order/1?x='y'")
+    assert event_id == "order/1?x='y'"
+    page = shop.api.http.get("/events").text
+    assert "href='/events/order%2F1%3Fx%3D%27y%27'" in page
+    assert "<b>odd</b>" not in page and "&lt;b&gt;odd&lt;/b&gt;" in page
+    assert "<script>" not in page.replace("<script defer src='/static/dashboard.js'>", "")

@@ -6,7 +6,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from eagerstep.engine.dashboard.render import Page, badge, button, duration, esc, link, plural, pretty, when
+from eagerstep.engine.dashboard.render import (
+    Page,
+    badge,
+    button,
+    duration,
+    esc,
+    link,
+    path,
+    plural,
+    pretty,
+    when,
+)
 
 SEND_FORM = (
     "<form id=send-event class=send-event data-endpoint='/e/dashboard'>"
@@ -26,7 +37,7 @@ def _outcome(event: dict[str, Any]) -> str:
 
 def render_list(events: list[dict[str, Any]], *, internal: bool = False) -> Page:
     rows = "".join(
-        f"<tr data-event='{esc(e['id'])}'><td>{link('/events/' + e['id'], e['id'], 'mono')}</td>"
+        f"<tr data-event='{esc(e['id'])}'><td>{link(path('/events/', e['id']), e['id'], 'mono')}</td>"
         f"<td>{esc(e['name'])}</td><td class=payload><code>{esc(json.dumps(e['data'])[:120])}</code></td>"
         f"<td>{_outcome(e)}</td><td>{when(e['received_at'])}</td></tr>"
         for e in events
@@ -50,7 +61,7 @@ def render_event(event: dict[str, Any]) -> Page:
         )
     elif runs:
         rows = "".join(
-            f"<tr><td>{link('/runs/' + r['run_id'], r['run_id'], 'mono')}</td>"
+            f"<tr><td>{link(path('/runs/', r['run_id']), r['run_id'], 'mono')}</td>"
             f"<td>{esc(r['function_id'])}</td><td>{badge(r['status'])}</td>"
             f"<td>{duration(r['duration_ms'])}</td></tr>"
             for r in runs
@@ -59,12 +70,12 @@ def render_event(event: dict[str, Any]) -> Page:
         started = f"<table>{head}{rows}</table>"
     else:
         started = "<p class=muted>no run yet (debounced, batched, rate-limited or a duplicate)</p>"
-    replay = button("Replay", f"/dash/api/events/{event['id']}/replay")
+    replay = button("Replay", path("/dash/api/events/", event["id"]) + "/replay")
     body = (
         f"<div class=headline><b>{esc(event['event'].get('name'))}</b>"
         f" <span class=muted>received {when(event['received_at'])}</span>"
         f"<span class=actions>{replay}</span></div>"
         f"<h2>Runs it started</h2>{started}<h2>Payload</h2>{pretty(event['event'])}"
     )
-    live = f"/events/{event['id']}?fragment=1"
+    live = path("/events/", event["id"]) + "?fragment=1"
     return Page(f"Event {event['id']}", body, section="/events", live=live)

@@ -7,6 +7,7 @@ import html
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from eagerstep._version import __version__
 from eagerstep.engine.dashboard import stacks
@@ -92,6 +93,12 @@ def pretty(value: Any) -> str:
 def link(href: str, text: Any, cls: str = "") -> str:
     attr = f" class='{cls}'" if cls else ""
     return f"<a href='{esc(href)}'{attr}>{esc(text)}</a>"
+
+
+def path(prefix: str, identifier: Any) -> str:
+    """``prefix`` + an id (of a run or an event: events carry ids their senders chose) as one
+    path segment."""
+    return prefix + quote(str(identifier), safe="")
 
 
 def button(label: str, url: str, *, body: Any = None, confirm: str = "", cls: str = "") -> str:

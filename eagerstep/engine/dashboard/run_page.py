@@ -14,6 +14,7 @@ from eagerstep.engine.dashboard.render import (
     error_block,
     esc,
     link,
+    path,
     plural,
     pretty,
     when,
@@ -27,6 +28,9 @@ KINDS = {
     "attempt": "a failed attempt",
     "gap": "orchestrator time between spans",
 }
+
+
+_VIA_LABEL = {"checkpoint": " · checkpoint", "reply": " · in reply"}
 
 
 def _bar(start: float | None, end: float | None, total: float, cls: str, title: str) -> str:
@@ -92,7 +96,7 @@ def waterfall(run: dict[str, Any]) -> str:
             "<b>event received</b>",
             "<span class='marker' style='left:0'></span>",
             "0",
-            link(f"/events/{run['event_id']}", run["event"]["name"] if run["event"] else run["event_id"]),
+            link(path("/events/", run["event_id"]), (run["event"] or {}).get("name") or run["event_id"]),
         ),
         _row(
             "<b>run</b>",
@@ -111,7 +115,7 @@ def waterfall(run: dict[str, Any]) -> str:
         label = (
             f"<a href='#step-{esc(step['id'])}'>{esc(step['name'])}</a>"
             f" <span class='tag {esc(via)}'>{esc(_op_label(step))}"
-            f"{' · checkpoint' if via == 'checkpoint' else ''}</span>"
+            f"{_VIA_LABEL.get(via, '')}</span>"
         )
         gap = step.get("gap_ms")
         gap_bar = ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from eagerstep.engine.dashboard.queries import SINCE, STATUSES, RunFilter
-from eagerstep.engine.dashboard.render import Page, badge, duration, esc, link, when
+from eagerstep.engine.dashboard.render import Page, badge, duration, esc, link, path, when
 
 
 def _select(name: str, label: str, options: list[str], current: str) -> str:
@@ -20,9 +20,9 @@ def _select(name: str, label: str, options: list[str], current: str) -> str:
 def run_row(run: dict[str, Any]) -> str:
     rid = run["run_id"]
     return (
-        f"<tr data-run='{esc(rid)}'><td>{link('/runs/' + rid, rid, 'mono')}</td>"
+        f"<tr data-run='{esc(rid)}'><td>{link(path('/runs/', rid), rid, 'mono')}</td>"
         f"<td>{esc(run['function_id'])}</td><td>{badge(run['status'])}</td>"
-        f"<td>{link('/events/' + str(run['event_id']), run['event_name'] or run['event_id'])}</td>"
+        f"<td>{link(path('/events/', run['event_id']), run['event_name'] or run['event_id'])}</td>"
         f"<td>{when(run['started_at'])}</td><td class=num>{duration(run['duration_ms'])}</td></tr>"
     )
 
