@@ -8,6 +8,7 @@ an older SQLite file gains them on the next start.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +150,17 @@ class RunHistory:
             "INSERT OR IGNORE INTO unmatched_events(event_id, at) VALUES (?,?)",
             (event["id"], self.engine.clock.now()),
         )
-        log.info("event %s (%s) matched no function; no run was started", event["id"], name)
+        hint = self.similar_triggers(name)
+        log.info(
+            "event %s (%s) matched no function; no run was started%s",
+            event["id"],
+            name,
+            f" (did you mean {' or '.join(hint)}?)" if hint else "",
+        )
+
+    def similar_triggers(self, name: str) -> list[str]:
+        """Trigger event names of synced functions close to ``name`` (a typo's likely fix)."""
+        return difflib.get_close_matches(name, list(self.engine.intake.exact_triggers), n=3, cutoff=0.8)
 
     def sync_attempted(self, url: str, error: str | None, next_retry_in: float | None = None) -> None:
         """An attempt to sync the app at ``url``: ``error`` is None when it succeeded."""

@@ -32,8 +32,10 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running in this thread while it is
+    open, and later tests that call ``asyncio.run`` must not find one."""
     path = chromium_path()
     if path is None:
         pytest.skip("no Chromium: install Debian's chromium (apt-get install chromium) to run browser tests")

@@ -124,6 +124,7 @@ def test_send_an_event_that_matches_nothing_then_one_that_starts_a_run(page: Any
     page.get_by_role("button", name="Send event").click()
     page.wait_for_url(re.compile(r"/events/[0-9A-Z]+$"))
     assert "matched no function" in page.locator("main").inner_text()
+    assert "Did you mean shop/order.created?" in page.locator("main").inner_text()
     assert '"id": 42' in page.locator("pre.json").inner_text()
     shot(page, "event-unmatched")
     page.goto(f"{shop.engine.url}/events")

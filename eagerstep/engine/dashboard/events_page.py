@@ -59,6 +59,9 @@ def render_event(event: dict[str, Any]) -> Page:
             " by this event's name (and expression): check the name, or sync the app that serves"
             " the function (<a href='/apps'>Apps</a>).</p>"
         )
+        if event["did_you_mean"]:
+            names = " or ".join(f"<code>{esc(n)}</code>" for n in event["did_you_mean"])
+            started += f"<p>Did you mean {names}?</p>"
     elif runs:
         rows = "".join(
             f"<tr><td>{link(path('/runs/', r['run_id']), r['run_id'], 'mono')}</td>"

@@ -297,11 +297,14 @@ def get_event(engine: Engine, event_id: str) -> dict[str, Any]:
         "SELECT id, function_id, status, created_at, ended_at FROM runs WHERE event_id=? ORDER BY created_at",
         (event_id,),
     )
+    body: dict[str, Any] = loads(row[0])
+    unmatched = engine.history.is_unmatched(event_id)
     return {
         "id": event_id,
-        "event": loads(row[0]),
+        "event": body,
         "received_at": _iso(row[1]),
-        "matched_no_function": engine.history.is_unmatched(event_id),
+        "matched_no_function": unmatched,
+        "did_you_mean": engine.history.similar_triggers(str(body.get("name"))) if unmatched else [],
         "runs": [
             {"run_id": rid, "function_id": fid, "status": status, "duration_ms": _ms(created, ended)}
             for rid, fid, status, created, ended in runs

@@ -132,7 +132,10 @@ def error_block(error: dict[str, Any] | Any) -> str:
             )
         else:
             parts.append(f"<pre class=stack>{esc(stack)}</pre>")
-    extra = {k: v for k, v in error.items() if k not in ("name", "message", "stack", "attempts")}
+    hidden = {"name", "message", "stack", "attempts"}
+    if isinstance(attempts, int):
+        hidden.add("noRetry")  # the SDK's flag on its last attempt; "failed after N attempts" says more
+    extra = {k: v for k, v in error.items() if k not in hidden}
     if extra:
         parts.append(f"<details><summary>more fields</summary>{pretty(extra)}</details>")
     return f"<div class=error>{''.join(parts)}</div>"
