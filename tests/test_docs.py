@@ -7,7 +7,10 @@ from __future__ import annotations
 import ast
 import builtins
 import dis
+import os
 import re
+import subprocess
+import sys
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +26,8 @@ _BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
 #: Blocks that are shown but not executed here, by (file, first line), with the reason.
 NOT_RUN = {
     ("README.md", "# Flask"): "Flask and Django lines side by side, each for its own project",
-    ("django.md", "# shop/durable.py"): "a module of your Django app (imports shop.models)",
-    ("django.md", "# shop/views.py"): "a module of your Django app (imports shop.models)",
+    ("django.md", "# shop/durable.py"): "a module of a Django app: imported in one by the test below",
+    ("django.md", "# shop/views.py"): "a module of a Django app: imported in one by the test below",
 }
 #: Whole documents whose blocks are compiled and checked for undefined names, not executed.
 NOT_EXECUTED = {"django.md": "settings and modules of a Django project"}
@@ -194,3 +197,42 @@ def test_the_quickstart_runs_against_the_engine(
                 api.close()
     assert run["status"] == "Completed", run["error"]
     assert run["output"] == output
+
+
+_IMPORT_IN_DJANGO = """
+import os, sys
+import django
+sys.path.insert(0, os.getcwd())
+django.setup()
+for where, code in {blocks!r}:
+    exec(compile(code, where, "exec"), {{"__name__": "docs_block"}})
+    print("imported", where)
+"""
+
+
+@pytest.mark.django
+@pytest.mark.timeout(60)
+def test_the_django_modules_import_in_a_django_project(tmp_path: Path) -> None:
+    """django.md's ``shop/durable.py`` and ``shop/views.py`` import inside the example Django shop
+    (which has a ``shop`` app with an ``Order`` model), as they would in the reader's project."""
+    pytest.importorskip("django")
+    modules = [
+        (b.where, b.code) for b in blocks(ROOT / "docs" / "django.md") if b.first_line.startswith("# shop/")
+    ]
+    assert [where for where, _ in modules] and len(modules) == 2
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "shop_project.settings",
+        "SHOP_DATABASE": str(tmp_path / "shop.sqlite3"),
+        "INNGEST_DEV": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_IN_DJANGO.format(blocks=modules)],
+        cwd=ROOT / "example_projects" / "django_shop",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("imported django.md:") == 2, done.stdout
