@@ -92,7 +92,14 @@ def build(client: eagerstep.Client, counter: Counter) -> list[eagerstep.Function
         rows = ctx.step.run("parse-rows", lambda: parse_rows(ctx.event.data["csv"]))
         return sum(rows)
 
-    return [checkout, checkout_standard, flaky_payment, reminder, approval, import_report]
+    @client.function(id="apply-coupon", trigger=eagerstep.Event("shop/coupon.applied"), retries=1)
+    def apply_coupon(ctx: eagerstep.Context) -> int:
+        code = ctx.event.data["code"]
+        if not code.isalnum():
+            raise ValueError(f"invalid coupon code {code!r}")  # outside any step
+        return int(ctx.step.run("discount", lambda: 10))
+
+    return [checkout, checkout_standard, flaky_payment, reminder, approval, import_report, apply_coupon]
 
 
 @dataclass

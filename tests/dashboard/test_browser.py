@@ -179,7 +179,7 @@ def test_apps_page_resyncs_and_shows_a_failing_sync(page: Any, shop: Shop) -> No
     assert shop.api.http.post("/v1/dev/apps", json={"url": broken}).status_code == 502
     page.goto(f"{shop.engine.url}/apps")
     ok_row = page.locator(f"tr[data-app='{shop.app_url}']")
-    assert "6 functions" in ok_row.inner_text()
+    assert "7 functions" in ok_row.inner_text()
     bad_row = page.locator(f"tr[data-app='{broken}']")
     assert "the app answered 404" in bad_row.inner_text()
     ok_row.get_by_role("button", name="Resync").click()

@@ -32,7 +32,7 @@ def test_a_sleeping_run_reads_running_for_not_none_ms(shop: Shop) -> None:
 
 def test_counts_are_pluralised_and_the_static_files_are_served(shop: Shop) -> None:
     apps = shop.api.http.get("/apps").text
-    assert "6 functions" in apps and "1 functions" not in apps
+    assert "7 functions" in apps and "1 functions" not in apps
     css = shop.api.http.get("/static/dashboard.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     script = shop.api.http.get("/static/dashboard.js")
@@ -111,3 +111,15 @@ def test_ids_chosen_by_senders_are_escaped_and_quoted(shop: Shop) -> None:
     assert "href='/events/order%2F1%3Fx%3D%27y%27'" in page
     assert "<b>odd</b>" not in page and "&lt;b&gt;odd&lt;/b&gt;" in page
     assert "<script>" not in page.replace("<script defer src='/static/dashboard.js'>", "")
+
+
+def test_a_function_failing_outside_any_step_shows_each_attempt_and_its_stack(shop: Shop) -> None:
+    run = shop.api.wait_run(shop.api.send("shop/coupon.applied", {"code": "10%OFF"}))
+    assert run["status"] == "Failed" and run["error"]["attempts"] == 2
+    detail = shop.api.http.get(f"/dash/api/runs/{run['run_id']}").json()["data"]
+    assert detail["steps"] == []
+    assert [(a["attempt"], a["retried"]) for a in detail["function_attempts"]] == [(0, True), (1, False)]
+    page = shop.api.http.get(f"/runs/{run['run_id']}").text
+    assert "function attempt 1" in page and "function attempt 2" in page
+    assert "failed after 2 attempts" in page and "apply_coupon" in page
+    assert "invalid coupon code &#x27;10%OFF&#x27;" in page
