@@ -3,7 +3,8 @@ its error, how each step reached the engine (in a call's reply or by checkpoint)
 matched no function, and each app's sync attempts. The dashboard and the inspection API read it.
 
 The tables are created idempotently (``CREATE TABLE IF NOT EXISTS``) next to the engine's own, so
-an older SQLite file gains them on the next start.
+an older SQLite file gains them on the next start; so is an index of runs by creation time, for the
+dashboard's runs list (polled every second while it is open).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ CREATE TABLE IF NOT EXISTS step_sources (
     run_id TEXT NOT NULL, step_id TEXT NOT NULL, via TEXT NOT NULL, PRIMARY KEY (run_id, step_id)
 );
 CREATE TABLE IF NOT EXISTS unmatched_events (event_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs(created_at);
 CREATE TABLE IF NOT EXISTS app_syncs (
     url TEXT PRIMARY KEY, attempted_at REAL NOT NULL, ok INTEGER NOT NULL, error TEXT,
     failures INTEGER NOT NULL, next_retry_at REAL

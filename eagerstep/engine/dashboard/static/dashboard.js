@@ -154,6 +154,7 @@ function wireRuns() {
     return query;
   };
   const poll = async () => {
+    if (document.hidden) return;  // a background tab costs the engine nothing
     const query = params();
     query.set("rows", "1");
     try {
@@ -190,5 +191,5 @@ document.addEventListener("DOMContentLoaded", () => {
   wireSendEvent();
   wireSyncApp();
   const live = document.getElementById("live");
-  if (live && live.dataset.live) setInterval(() => refreshLive(false), POLL_MS);
+  if (live && live.dataset.live) setInterval(() => { if (!document.hidden) refreshLive(false); }, POLL_MS);
 });
