@@ -22,6 +22,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+## The dashboard screenshots in docs/img/, taken by the browser tests (needs Debian's chromium).
+screenshots: $(STAMP)
+	EAGERSTEP_SCREENSHOTS=1 $(BIN)/python -m pytest -q -m browser tests/dashboard
+
 lint: $(STAMP)
 	$(BIN)/ruff check eagerstep tests benchmarks example_projects scripts
 	$(BIN)/mypy eagerstep

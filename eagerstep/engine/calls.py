@@ -310,12 +310,15 @@ class CallLoop:
         """The call failed as a whole: retry the same request after a delay, or fail the run."""
         engine = self.engine
         attempt = int(item.payload.get("attempt", 0))
-        if not no_retry and attempt + 1 < fn.max_attempts:
-            due = engine.clock.now() + self.retry_delay(retry_after)
-            engine.queue.enqueue(
-                CALL, run.id, due, {"step_id": item.payload["step_id"], "attempt": attempt + 1}
-            )
+        step_id = item.payload["step_id"]
+        delay = self.retry_delay(retry_after) if not no_retry and attempt + 1 < fn.max_attempts else None
+        name = run.names.get(step_id)
+        error = engine.history.attempt_failed(
+            run, step_id, name, attempt, error, started=None, max_attempts=fn.max_attempts, retry_in=delay
+        )
+        if delay is not None:
+            due = engine.clock.now() + delay
+            engine.queue.enqueue(CALL, run.id, due, {"step_id": step_id, "attempt": attempt + 1})
             engine.lifecycle.save_run(run)
-            log.info("run %s: attempt %d failed (%s); retrying", run.id, attempt, error.get("message"))
             return
         engine.lifecycle.finish_run(run, FAILED, error=error)

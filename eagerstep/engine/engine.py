@@ -32,6 +32,7 @@ from eagerstep.engine.checkpoint import CheckpointAPI
 from eagerstep.engine.clock import Clock, RealClock
 from eagerstep.engine.events import EventIntake
 from eagerstep.engine.flow import FlowControl
+from eagerstep.engine.history import RunHistory
 from eagerstep.engine.model import (
     SERVER_KIND,
     USER_AGENT,
@@ -101,6 +102,7 @@ class Engine:
         self.caller = CallLoop(self)
         self.ops = OpHandler(self)
         self.checkpoints = CheckpointAPI(self)
+        self.history = RunHistory(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[RunListener] = []
         self._run_waiters: dict[str, list[asyncio.Future[str]]] = {}
@@ -122,6 +124,7 @@ class Engine:
     async def start(self) -> None:
         self.queue.start()
         self.store = Store(self.db_path)
+        self.history.create_tables()
         self.calls = AppClient(timeout=self.call_timeout, max_idle=self._max_connections)
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.call_timeout, connect=5.0),

@@ -106,6 +106,7 @@ class EventIntake:
         eventlog.record_receipt(db, event, now)
         if stored.rowcount == 0:
             return False  # an event with this id was accepted before
+        awaited = event["name"] in engine.waits.by_event  # a run may be waiting for it
         engine.waits.match(event)
         lifecycle = engine.lifecycle
         if target is not None:
@@ -121,8 +122,10 @@ class EventIntake:
         candidates = list(self.exact_triggers.get(name, []))
         candidates += [(fn, expr) for pattern, fn, expr in self.wild_triggers if pattern.match(name)]
         flow = engine.flow
+        matched = False
         for fn, expression in candidates:
             if expressions.matches(expression, event=event):
+                matched = True
                 if fn.config.debounce is not None:
                     flow.debounce(fn, event)
                     continue
@@ -132,6 +135,8 @@ class EventIntake:
                 keys = flow.admit(fn, event)
                 if keys is not None:
                     lifecycle.create_run(fn, [event], keys)
+        if not matched and not awaited:
+            engine.history.unmatched(event)
         return True
 
     def emit(self, name: str, data: dict[str, Any], target: FunctionInfo | None = None) -> dict[str, Any]:

@@ -221,7 +221,12 @@ class _Resolvers:
         """The run's output as a JSON string: its return value, or its error once it failed."""
         if status == "Completed":
             return output if output is not None else "null"
-        return error
+        if error is None:
+            return None
+        body = loads(error)
+        if isinstance(body, dict):  # the error as the SDK sent it: without the engine's own count
+            body.pop("attempts", None)
+        return dumps(body)
 
     def function_run(self, run_id: str) -> dict[str, Any] | None:
         row = self._run_row(run_id)

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from eagerstep.engine import eventlog, gql
-from eagerstep.engine.dashboard import render_dashboard, render_run
+from eagerstep.engine.dashboard import DashboardRoutes
 from eagerstep.engine.engine import Engine
 from eagerstep.engine.events import PartialEventsError
 from eagerstep.engine.model import SERVER_KIND, EngineError
@@ -62,8 +62,7 @@ class EngineApp:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         routes: list[tuple[str, str, Handler]] = [
-            ("GET", r"/", self.dashboard),
-            ("GET", r"/runs/(?P<run_id>[^/]+)", self.dashboard_run),
+            *DashboardRoutes(engine).routes(),
             ("GET", r"/health", self.health),
             ("POST", r"/fn/register", self.register),
             ("POST", r"/e/(?P<key>[^/]*)", self.events),
@@ -140,12 +139,6 @@ class EngineApp:
 
     async def health(self, request: Request) -> Reply:
         return _json(200, {"status": 200, "message": "OK"})
-
-    async def dashboard(self, request: Request) -> Reply:
-        return 200, b"text/html; charset=utf-8", render_dashboard(self.engine).encode()
-
-    async def dashboard_run(self, request: Request) -> Reply:
-        return 200, b"text/html; charset=utf-8", render_run(self.engine, request.params["run_id"]).encode()
 
     async def register(self, request: Request) -> Reply:
         return _json(200, self.engine.register(request.json(), request.headers))

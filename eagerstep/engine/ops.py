@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from eagerstep.core import protocol
 from eagerstep.engine import aigateway, expressions
+from eagerstep.engine.history import VIA_REPLY
 from eagerstep.engine.model import (
     CALL,
     COMPLETED,
@@ -188,13 +189,25 @@ class OpHandler:
                     started=begun if begun is not None else started,
                     ended=ended if ended is not None else now,
                 )
+                engine.history.reported(run, [op.id], VIA_REPLY)
                 discoveries += 1
             elif op.op in ("StepError", "StepFailed"):
                 error = dict(op.error or {"name": "Error", "message": "step failed"})
                 final = op.op == "StepFailed" or no_retry or bool(error.get("noRetry"))
-                if not final and attempt + 1 < fn.max_attempts:
-                    due = now + engine.caller.retry_delay(retry_after)
-                    queue.enqueue(CALL, run.id, due, {"step_id": step_id, "attempt": attempt + 1})
+                retry = not final and attempt + 1 < fn.max_attempts
+                delay = engine.caller.retry_delay(retry_after) if retry else None
+                engine.history.attempt_failed(
+                    run,
+                    op.id,
+                    name,
+                    attempt,
+                    error,
+                    started=started,
+                    max_attempts=fn.max_attempts,
+                    retry_in=delay,
+                )
+                if delay is not None:
+                    queue.enqueue(CALL, run.id, now + delay, {"step_id": step_id, "attempt": attempt + 1})
                     retried = True
                     continue
                 lifecycle.store_memo(

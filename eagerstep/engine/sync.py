@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("eagerstep.engine")
 
+#: Syncing an app at start (``eagerstep dev -u URL``): the first retry after 0.2 s, doubling up to
+#: 30 s, 20 attempts in all (about 7 minutes), then the dashboard's Resync button.
+SYNC_FIRST_DELAY = 0.2
+SYNC_MAX_DELAY = 30.0
+SYNC_MAX_ATTEMPTS = 20
+
 
 def _strip_query_param(url: str, name: str) -> str:
     parts = urlsplit(url)
@@ -38,6 +44,16 @@ def _strip_query_param(url: str, name: str) -> str:
         return url
     pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(pairs), parts.fragment))
+
+
+def _sync_state(sync: dict[str, Any] | None) -> dict[str, Any]:
+    sync = sync or {}
+    return {
+        "last_sync_attempt_at": sync.get("attempted_at"),
+        "last_sync_error": sync.get("error"),
+        "sync_failures": sync.get("failures", 0),
+        "next_sync_retry_at": sync.get("next_retry_at"),
+    }
 
 
 class AppRegistry:
@@ -125,7 +141,14 @@ class AppRegistry:
                 functions[info.id] = info
             engine.intake.index_triggers()
             engine.queue.reconcile_crons()
-        log.info("synced app %s (%s): %d functions", request.appName, app_url, len(infos))
+        engine.history.sync_attempted(app_url, None)
+        log.info(
+            "synced app %s (%s): %d function%s",
+            request.appName,
+            app_url,
+            len(infos),
+            "" if len(infos) == 1 else "s",
+        )
         return {
             "ok": True,
             "modified": modified,
@@ -133,8 +156,9 @@ class AppRegistry:
             "app_id": str(uuid.uuid5(_APP_NAMESPACE, app_url)),
         }
 
-    async def sync_app(self, url: str) -> tuple[int, Any]:
-        """Ask the app at ``url`` to sync (``PUT url``); return its status and reply body."""
+    async def sync_app(self, url: str, *, next_retry_in: float | None = None) -> tuple[int, Any]:
+        """Ask the app at ``url`` to sync (``PUT url``); return its status and reply body. The
+        outcome is recorded (the dashboard's apps page shows it); a transport error is re-raised."""
         engine = self.engine
         if engine.http is None:
             raise RuntimeError("the engine is not started")
@@ -142,32 +166,75 @@ class AppRegistry:
         headers = {"Content-Type": "application/json", protocol.Header.SERVER_KIND: SERVER_KIND}
         if engine.signing_key:
             headers[protocol.Header.SIGNATURE] = signing.sign(body, engine.signing_key)
-        response = await engine.http.put(url, content=body, headers=headers, timeout=30.0)
+        try:
+            response = await engine.http.put(url, content=body, headers=headers, timeout=30.0)
+        except httpx.HTTPError as exc:
+            engine.history.sync_attempted(url, f"could not reach the app: {exc!r}", next_retry_in)
+            raise
         try:
             reply: Any = response.json()
         except ValueError:
             reply = response.text
+        if response.status_code < 300:
+            engine.history.sync_attempted(url, None)
+        else:
+            text = reply if isinstance(reply, str) else dumps(reply)
+            engine.history.sync_attempted(
+                url, f"the app answered {response.status_code}: {text[:500]}", next_retry_in
+            )
         return response.status_code, reply
 
-    async def sync_until_reachable(self, url: str) -> None:
-        delay = 0.2
-        warned = False
-        while True:
+    async def sync_until_reachable(
+        self,
+        url: str,
+        *,
+        first_delay: float = SYNC_FIRST_DELAY,
+        max_delay: float = SYNC_MAX_DELAY,
+        max_attempts: int = SYNC_MAX_ATTEMPTS,
+    ) -> bool:
+        """Sync the app at ``url``, retrying with exponential backoff (``max_attempts`` in all) while
+        it is unreachable or answers an error; True once synced. Each new error is logged, and every
+        attempt is recorded for the dashboard; giving up is logged as an error."""
+        delay = first_delay
+        last_error = ""
+        for attempt in range(1, max_attempts + 1):
+            retry_in = delay if attempt < max_attempts else None
             try:
-                status, reply = await self.sync_app(url)
+                status, reply = await self.sync_app(url, next_retry_in=retry_in)
                 if status < 300:
-                    return
-                log.warning("syncing %s failed: %s %s", url, status, reply)
-                return
+                    if attempt > 1:
+                        log.info("synced %s after %d attempts", url, attempt)
+                    return True
+                error = f"the app answered {status}: {reply}"
             except httpx.HTTPError as exc:
-                if not warned:
-                    log.warning("app %s is not reachable yet (%s); retrying until it is", url, exc)
-                    warned = True
+                error = f"the app is not reachable ({exc!r})"
+            if retry_in is None:
+                break
+            if error != last_error:
+                log.warning(
+                    "syncing %s failed (attempt %d of %d): %s; retrying in %.1fs",
+                    url,
+                    attempt,
+                    max_attempts,
+                    error,
+                    retry_in,
+                )
+                last_error = error
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, max_delay)
+        log.error(
+            "syncing %s failed %d times; giving up: %s. Fix the app, then press Resync on the"
+            " dashboard's apps page or run `eagerstep sync %s`",
+            url,
+            max_attempts,
+            error,
+            url,
+        )
+        return False
 
     def list_apps(self) -> list[dict[str, Any]]:
         functions = self.engine.functions
+        syncs = self.engine.history.syncs()
         apps = []
         for url, name, sdk, framework, synced_at in self.engine.db.all(
             "SELECT url, name, sdk, framework, synced_at FROM apps ORDER BY name"
@@ -180,6 +247,7 @@ class AppRegistry:
                     "framework": framework,
                     "synced_at": _iso(synced_at),
                     "functions": sorted(f.id for f in functions.values() if f.app_url == url),
+                    **_sync_state(syncs.get(url)),
                 }
             )
         return apps

@@ -40,8 +40,9 @@ def test_failed_event_error_has_the_servers_shape(api: EngineClient) -> None:
         event_id = api.send("f/run", {"foo": 1})
         run = api.wait_run(event_id)
         wait_for(lambda: failed_events)
-    # The run's output is the SDK's error body, as it sent it.
+    # The run's error is the SDK's error body, as it sent it (plus the engine's count of attempts).
     assert run["status"] == "Failed"
+    assert run["error"].pop("attempts") == 1
     assert run["error"] == {
         "code": "unknown",
         "message": "intentional failure",
