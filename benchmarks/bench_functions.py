@@ -9,8 +9,9 @@ and subtracted.
 
 Function ids: ``steps-{n}-cp`` / ``steps-{n}-std`` (def), ``asteps-{n}-cp`` (async def) and
 ``three-cp`` / ``three-std`` (3 steps, for throughput), ``io-10-cp`` / ``io-10-std`` (10 steps that each
-wait 2 ms, as on a small database or HTTP call: checkpoints then happen during the run). Events:
-``bench/<id>``.
+wait 2 ms, as on a small database or HTTP call: checkpoints then happen during the run),
+``par-eager`` / ``par-orch`` (a parallel group of 3 branches that each wait 50 ms, with checkpointing:
+run in the worker, or planned for the orchestrator). Events: ``bench/<id>``.
 """
 
 from __future__ import annotations
@@ -124,6 +125,32 @@ def _make_io(checkpointing: bool) -> eagerstep.Function[Any]:
     )(handler)
 
 
+PARALLEL_BRANCHES = 3
+PARALLEL_SECONDS = 0.05
+
+
+def parallel_body(i: int) -> int:
+    """One branch of the parallel group: 50 ms of I/O, like a model or payment-provider call."""
+    time.sleep(PARALLEL_SECONDS)
+    return i
+
+
+def _make_parallel(mode: str) -> eagerstep.Function[Any]:
+    fn_id = f"par-{'eager' if mode == 'eager' else 'orch'}"
+
+    def handler(ctx: eagerstep.Context) -> dict[str, Any]:
+        started = time.time()
+        results = ctx.step.parallel(
+            [lambda i=i: ctx.step.run(f"b{i}", parallel_body, i) for i in range(PARALLEL_BRANCHES)]
+        )
+        return {"n": PARALLEL_BRANCHES, "total": sum(results), "started": started}
+
+    handler.__name__ = fn_id.replace("-", "_")
+    return client.function(
+        id=fn_id, trigger=eagerstep.Event(event_name(fn_id)), retries=0, checkpointing=True, parallel=mode
+    )(handler)
+
+
 FUNCTIONS: list[eagerstep.Function[Any]] = [
     *(_make_sync(n, cp) for n in STEP_COUNTS for cp in (True, False)),
     *(_make_async(n) for n in STEP_COUNTS),
@@ -131,6 +158,8 @@ FUNCTIONS: list[eagerstep.Function[Any]] = [
     _make_three(False),
     _make_io(True),
     _make_io(False),
+    _make_parallel("eager"),
+    _make_parallel("orchestrated"),
 ]
 
 

@@ -288,6 +288,40 @@ def markdown(results: dict[str, Any]) -> str:
                 add(f"| {LABELS[fw]} | {n} | " + " | ".join(_cell(p, 2) for p in parts) + " |")
     add("")
 
+    # ---------------------------------------------------------------- parallel groups
+    par_rows = [fw for fw in fws if _lat(results, fw, "par-eager/10") or _lat(results, fw, "par-orch/10")]
+    if par_rows:
+        add("## A parallel group of 3 branches × 50 ms of I/O, event accepted → run completed (ms)")
+        add("")
+        add(
+            "`ctx.step.parallel([...])` with checkpointing: **eager** (the default) runs the three steps in"
+            " the worker, concurrently, each checkpointed as it finishes; **orchestrated**"
+            ' (`parallel="orchestrated"`) plans them for the orchestrator, which runs each in a request of'
+            " its own and then calls once more. Floor: one branch, 50 ms."
+        )
+        add("")
+        add(
+            "| app | eager | orchestrated | orchestrated / eager | SDK requests (eager / orch.)"
+            " | checkpoint calls (eager / orch.) |"
+        )
+        add("|---|---:|---:|---:|---:|---:|")
+        for fw in par_rows:
+            eager = _lat(results, fw, "par-eager/10")
+            orch = _lat(results, fw, "par-orch/10")
+            reqs = (
+                f"{_cell(_lat(results, fw, 'par-eager/10', 'sdk_requests'), 0)} /"
+                f" {_cell(_lat(results, fw, 'par-orch/10', 'sdk_requests'), 0)}"
+            )
+            calls = (
+                f"{_cell(_lat(results, fw, 'par-eager/10', 'checkpoint_calls'), 0)} /"
+                f" {_cell(_lat(results, fw, 'par-orch/10', 'checkpoint_calls'), 0)}"
+            )
+            add(
+                f"| {LABELS.get(fw, fw)} | {_cell(eager)} | {_cell(orch)} |"
+                f" {_ratio(_median(orch), _median(eager))} | {reqs} | {calls} |"
+            )
+        add("")
+
     # ---------------------------------------------------------------- I/O steps
     io_rows = [fw for fw in fws if _lat(results, fw, "io-std/10") or _lat(results, fw, "io-cp/10")]
     if io_rows:

@@ -51,7 +51,7 @@ TS_APP = ROOT / "tests" / "compat" / "ts_app"
 FRAMEWORKS = ("django-wsgi", "django-asgi", "flask", "fastapi", "inngest-flask")
 OFFICIAL = "inngest-flask"
 # checkpointing (def), standard (def), checkpointing (async def); and the I/O-step function, both modes
-MODES = ("cp", "std", "cp-async", "io-cp", "io-std")
+MODES = ("cp", "std", "cp-async", "io-cp", "io-std", "par-eager", "par-orch")
 IO_STEPS = 10
 SERVERS = {
     "django-wsgi": "werkzeug threaded (WSGI)",
@@ -325,7 +325,9 @@ def function_ids(framework: str, n: int) -> dict[str, str]:
     io = {"io-cp": f"io-{n}-cp", "io-std": f"io-{n}-std"} if n == IO_STEPS else {}
     if framework == OFFICIAL:
         return {"std": f"steps-{n}-std", **({"io-std": io["io-std"]} if io else {})}
-    return {"cp": f"steps-{n}-cp", "std": f"steps-{n}-std", "cp-async": f"asteps-{n}-cp", **io}
+    # the parallel group rides along with N = 10 (it has 3 steps whatever N is)
+    group = {"par-eager": "par-eager", "par-orch": "par-orch"} if n == IO_STEPS else {}
+    return {"cp": f"steps-{n}-cp", "std": f"steps-{n}-std", "cp-async": f"asteps-{n}-cp", **io, **group}
 
 
 def planned_runs(config: Config, n: int, mode: str) -> int:
@@ -333,6 +335,8 @@ def planned_runs(config: Config, n: int, mode: str) -> int:
         return config.runs_std_100 if mode == "std" else config.runs_100
     if mode.startswith("io-"):
         return max(1, config.runs // 2)
+    if mode.startswith("par-"):
+        return max(1, config.runs // 5)
     return config.runs
 
 
