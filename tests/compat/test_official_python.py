@@ -107,7 +107,22 @@ def build_functions(client: Any) -> list[Any]:
         calls = tuple((lambda i=i: ctx.step.run(f"p{i}", lambda: i * 10)) for i in range(3))
         return list(ctx.group.parallel(calls))
 
-    return [multi, retry, sleeper, waiter, child, parent, cancellable, doomed, ticker, fanout]
+    @client.create_function(fn_id="ids", trigger=inngest.TriggerEvent(event="py/ids"))
+    def ids(ctx: Any) -> Any:
+        return list(ctx.group.parallel(id_branches(ctx.step)))
+
+    return [multi, retry, sleeper, waiter, child, parent, cancellable, doomed, ticker, fanout, ids]
+
+
+def id_branches(step: Any) -> tuple[Any, ...]:
+    """A group whose step ids test the numbering: the same id in two branches, and a branch of two
+    steps in a row. Both SDKs' ``step.run(id, fn)`` take the same arguments."""
+
+    def second() -> str:
+        first = step.run("b1", lambda: "b1")
+        return str(first) + str(step.run("b2", lambda: "b2"))
+
+    return (lambda: step.run("dup", lambda: "x"), second, lambda: step.run("dup", lambda: "y"))
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +248,48 @@ def test_parallel_steps(engine: EngineClient) -> None:
     run = engine.wait_run(engine.send("py/parallel"))
     assert run["status"] == "Completed", run
     assert run["output"] == [0, 10, 20]
+
+
+@pytest.mark.parametrize("mode", ["eager", "orchestrated", "standard"])
+def test_parallel_step_ids_match_the_official_sdk(engine: EngineClient, mode: str) -> None:
+    """The same group served by the official SDK and by eagerstep (eager in the worker, planned with
+    checkpointing, and in standard mode) records the same step ids (and the same outputs)."""
+    import eagerstep
+    from eagerstep.integrations.flask import blueprint
+
+    official = engine.wait_run(engine.send("py/ids"))
+    assert official["status"] == "Completed" and official["output"] == ["x", "b1b2", "y"]
+
+    client = eagerstep.Client(app_id=f"es-ids-{mode}", dev=engine.base_url, checkpointing=mode != "standard")
+
+    @client.function(
+        id="ids", trigger=eagerstep.Event(f"es/ids-{mode}"), parallel=mode if mode != "standard" else "eager"
+    )
+    def ids(ctx: eagerstep.Context) -> Any:
+        return list(ctx.step.parallel(id_branches(ctx.step)))
+
+    app = flask.Flask(f"es-ids-{mode}")
+    app.register_blueprint(blueprint(client, [ids]))
+    with wsgi_app_server(app) as origin:
+        engine.sync(origin + "/api/inngest")
+        ours = engine.wait_run(engine.send(f"es/ids-{mode}"))
+    assert ours["status"] == "Completed" and ours["output"] == official["output"]
+
+    def recorded(run: dict[str, Any]) -> dict[str, Any]:
+        actions = engine.http.get(f"/v0/runs/{run['run_id']}/actions").json()
+        return {step_id: memo for step_id, memo in actions.items()}
+
+    official_steps, our_steps = recorded(official), recorded(ours)
+    assert our_steps == official_steps
+    assert set(official_steps) == {
+        inngest_hash("dup"),
+        inngest_hash("dup:1"),
+        inngest_hash("b1"),
+        inngest_hash("b2"),
+    }
+
+
+def inngest_hash(key: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(key.encode()).hexdigest()

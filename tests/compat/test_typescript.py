@@ -110,3 +110,19 @@ def test_retry_sleep_wait_and_invoke(ts_app: tuple[EngineClient, str]) -> None:
         "child": {"total": 45, "n": 7},
     }
     assert [s["name"] for s in run["steps"]] == ["before", "flaky", "nap", "approval", "call-child"]
+
+
+def test_parallel_step_ids(ts_app: tuple[EngineClient, str]) -> None:
+    """The TS SDK numbers a parallel group's steps as eagerstep does (in every mode) and inngest-py
+    does (tests/compat/test_official_python.py ``test_parallel_step_ids_match_the_official_sdk``)."""
+    api, _ = ts_app
+    run = api.wait_run(api.send("ts/ids"), timeout=30)
+    assert run["status"] == "Completed", run
+    assert run["output"] == ["x", "b1b2", "y"]
+    actions = api.http.get(f"/v0/runs/{run['run_id']}/actions").json()
+    assert actions == {
+        protocol.hash_step_id("dup"): {"data": "x"},
+        protocol.hash_step_id("dup:1"): {"data": "y"},
+        protocol.hash_step_id("b1"): {"data": "b1"},
+        protocol.hash_step_id("b2"): {"data": "b2"},
+    }

@@ -37,8 +37,20 @@ const pauses = inngest.createFunction(
   },
 );
 
+// A parallel group whose step ids test the numbering: the same id in two branches, and a branch of
+// two steps in a row (eagerstep's compat tests compare these ids with its own and inngest-py's).
+const ids = inngest.createFunction(
+  { id: "ids", triggers: [{ event: "ts/ids" }] },
+  async ({ step }) =>
+    Promise.all([
+      step.run("dup", () => "x"),
+      (async () => (await step.run("b1", () => "b1")) + (await step.run("b2", () => "b2")))(),
+      step.run("dup", () => "y"),
+    ]),
+);
+
 const app = express();
 app.use(express.json({ limit: "10mb" }));
-app.use("/api/inngest", serve({ client: inngest, functions: [tenSteps, pauses] }));
+app.use("/api/inngest", serve({ client: inngest, functions: [tenSteps, pauses, ids] }));
 // Port 0: the system picks a free port; the line below tells the test which one.
 const server = app.listen(port, "127.0.0.1", () => console.log(`ready ${server.address().port}`));
