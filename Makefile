@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench tox-oldest compat-official clean
+.PHONY: demo test lint bench screenshots tox-oldest compat-official clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
