@@ -182,6 +182,21 @@ def eager_flaky(ctx: eagerstep.Context) -> list[str]:
     )
 
 
+async def _async_flaky(run_id: str, name: str, attempt: int) -> str:
+    await asyncio.sleep(0)
+    return _flaky(run_id, name, attempt)
+
+
+@client.function(id="eager-flaky-async", trigger=eagerstep.Event("test/eager-flaky-async"))
+async def eager_flaky_async(ctx: eagerstep.AsyncContext) -> list[str]:
+    run, attempt = ctx.run_id, ctx.attempt
+    return list(
+        await ctx.step.parallel(
+            [lambda n=n: ctx.step.run(n, _async_flaky, run, n, attempt) for n in ("f1", "f2", "f3")]
+        )
+    )
+
+
 # The fixtures of the Inngest server's SDK conformance suite (``inngest alpha conformance run
 # --transport serve``; cases in inngest/inngest ``pkg/conformance/runner/serve``): the runner finds
 # them by the suffix of their id, and expects exactly these steps, ids and results. Standard mode.
@@ -254,5 +269,6 @@ FUNCTIONS = [
     eager_parallel,
     eager_parallel_async,
     eager_flaky,
+    eager_flaky_async,
     *CONFORMANCE_SUITE,
 ]

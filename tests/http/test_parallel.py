@@ -47,10 +47,11 @@ def test_a_group_runs_in_the_request(
     assert all(json.loads(r.body)["ctx"]["disable_immediate_execution"] is False for r in result.requests)
 
 
+@pytest.mark.parametrize("fn_id", ["conformance-eager-flaky", "conformance-eager-flaky-async"])
 def test_a_failing_branch_is_retried_alone(
-    http_client: HttpClient, orchestrator: RecordingOrchestrator
+    http_client: HttpClient, orchestrator: RecordingOrchestrator, fn_id: str
 ) -> None:
-    result = drive(http_client.handle, "conformance-eager-flaky", orchestrator=orchestrator)
+    result = drive(http_client.handle, fn_id, orchestrator=orchestrator)
     assert result.completed, result.error
     assert result.output == ["f1", "f2", "f3"]
     assert executed(result.run_id) == {"f1": 1, "f2": 2, "f3": 1}
