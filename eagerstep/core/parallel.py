@@ -108,47 +108,64 @@ class _Round:
     def finished(self) -> bool:
         return not self.pending and not self.planned and not self.skipped
 
+    def stopped(self, stop: BaseException) -> None:
+        """A branch stopped before its end: at a step to run, an op to plan, or a skipped step."""
+        if isinstance(stop, _Pending):
+            self.pending.append(stop)
+        elif isinstance(stop, _Planned):
+            self.planned.append(stop.op)
+        else:
+            self.skipped += 1
+
     def plan_all(self) -> list[dict[str, Any]]:
         """Everything still to do, as the standard-mode plan (the pending steps planned too)."""
         steps = [protocol.step_planned_op(p.hashed, p.step_id, index=p.index) for p in self.pending]
         return [*steps, *self.planned]
 
 
-def _collect(st: GroupState, callables: Sequence[Callable[[], Any]]) -> _Round:
+def _collect(st: GroupState, callables: Sequence[Callable[[], Any]], *, eager: bool = False) -> _Round:
     found = _Round()
     st.enter_parallel()
+    st.collecting = eager
     try:
         for item in callables:
             try:
                 found.results.append(item())
-            except _Pending as pending:
-                found.pending.append(pending)
-            except _Planned as planned:
-                found.planned.append(planned.op)
-            except _Skipped:
-                found.skipped += 1
+            except (_Pending, _Planned, _Skipped) as stop:
+                found.stopped(stop)
     finally:
+        st.collecting = False
         st.exit_parallel()
     return found
 
 
-async def _collect_async(st: GroupState, callables: Sequence[Callable[[], Any]]) -> _Round:
+async def _collect_async(
+    st: GroupState, callables: Sequence[Callable[[], Any]], *, eager: bool = False
+) -> _Round:
     found = _Round()
     st.enter_parallel()
+    st.collecting = eager
     try:
         for item in callables:
             try:
                 result = item()
                 found.results.append(await result if inspect.isawaitable(result) else result)
-            except _Pending as pending:
-                found.pending.append(pending)
-            except _Planned as planned:
-                found.planned.append(planned.op)
-            except _Skipped:
-                found.skipped += 1
+            except (_Pending, _Planned, _Skipped) as stop:
+                found.stopped(stop)
     finally:
+        st.collecting = False
         st.exit_parallel()
     return found
+
+
+def _runs_here(st: GroupState, found: _Round) -> bool:
+    """False when the group is done; True to run the round's steps here; plans the rest for the
+    orchestrator (raises) when none can run here or the request may not run them."""
+    if found.finished:
+        return False
+    if not found.pending or not st.runs_groups_eagerly():
+        st.parallel_done(found.plan_all(), found.skipped)
+    return True
 
 
 # ------------------------------------------------------------------------------------------------
@@ -272,15 +289,9 @@ def run_eager(st: GroupState, callables: Sequence[Callable[[], Any]]) -> tuple[A
     counters = st.step_counters()
     while True:
         st.restore_step_counters(counters)
-        st.collecting = True
-        try:
-            found = _collect(st, callables)
-        finally:
-            st.collecting = False
-        if found.finished:
+        found = _collect(st, callables, eager=True)
+        if not _runs_here(st, found):
             return tuple(found.results)
-        if not found.pending or not st.runs_groups_eagerly():
-            st.parallel_done(found.plan_all(), found.skipped)
         failures = _Failures(found.pending)
         pool = _pool(st.parallel_threads())
         futures: dict[Future[_Ran], _Pending] = {}
@@ -299,15 +310,9 @@ async def run_eager_async(st: GroupState, callables: Sequence[Callable[[], Any]]
     counters = st.step_counters()
     while True:
         st.restore_step_counters(counters)
-        st.collecting = True
-        try:
-            found = await _collect_async(st, callables)
-        finally:
-            st.collecting = False
-        if found.finished:
+        found = await _collect_async(st, callables, eager=True)
+        if not _runs_here(st, found):
             return tuple(found.results)
-        if not found.pending or not st.runs_groups_eagerly():
-            st.parallel_done(found.plan_all(), found.skipped)
         failures = _Failures(found.pending)
         tasks: dict[asyncio.Future[_Ran], _Pending] = {
             asyncio.ensure_future(_await_body(pending)): pending for pending in found.pending
