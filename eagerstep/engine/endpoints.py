@@ -216,6 +216,7 @@ class EndpointAPI:
             )
             engine.runs[run.id] = run
             engine.stats["events"] += 1
+            engine.stats["sync_runs"] = engine.stats.get("sync_runs", 0) + 1
             if ops:
                 self._apply(run, fn, ops, steps, now)
         reply: dict[str, Any] = {"fn_id": fn_id, "app_id": app_id, "run_id": run_id}
@@ -296,6 +297,10 @@ class EndpointAPI:
         engine = self.engine
         complete = next((op for op in ops if op.op == "RunComplete"), None)
         if complete is not None:
+            # The server skips storing the outputs of a completing batch; the engine keeps them
+            # for the run's step timeline (the run ends here, so nothing replays them).
+            for op in ops:
+                self._store_step(run, op, now)
             self.finalise(run, complete.data)
             return
         non_lazy = [op for op in ops if op.op not in _LAZY_OPS]

@@ -1,0 +1,71 @@
+"""The same durable-endpoint views written for each framework, over one shared piece of work."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from typing import Any
+
+from eagerstep.core.client import Client
+from eagerstep.core.errors import NonRetriableError
+
+SIGNING_KEY = "signkey-test-" + "5e" * 32
+
+
+class Work:
+    """What the steps do: counts every real run of a step, and fails the steps it is told to, once."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.fail_once: set[str] = set()
+        self.lock = threading.Lock()
+
+    def step(self, name: str, value: Any) -> Any:
+        with self.lock:
+            self.calls[name] += 1
+            if name in self.fail_once:
+                self.fail_once.discard(name)
+                raise RuntimeError(f"{name} failed (once)")
+        return value
+
+    def fatal(self) -> Any:
+        with self.lock:
+            self.calls["fatal"] += 1
+        raise NonRetriableError("the card was declined")
+
+    def order(self, n: int, query: str, body: bytes, total: int) -> dict[str, Any]:
+        payload = json.loads(body or b"{}")
+        return {"order": n, "total": total, "q": query, "note": payload.get("note")}
+
+
+def make_client(api_base_url: str) -> Client:
+    return Client(app_id="shop", dev=True, signing_key=SIGNING_KEY, api_base_url=api_base_url)
+
+
+def flask_app(client: Client, work: Work) -> Any:
+    from flask import Blueprint, Flask, jsonify, request
+
+    from eagerstep.integrations.flask.endpoints import durable_endpoint
+
+    app = Flask(__name__)
+    shop = Blueprint("shop", __name__, url_prefix="/shop")
+
+    @shop.route("/orders/<int:n>", methods=["POST"])
+    @durable_endpoint(client, id="order", retries=2)
+    def order(n: int, ctx: Any) -> Any:
+        price = ctx.step.run("price", work.step, "price", n * 10)
+        charged = ctx.step.run("charge", work.step, "charge", price + 1)
+        ctx.step.run("mail", work.step, "mail", True)
+        body = work.order(n, request.args.get("q", ""), request.get_data(), charged)
+        return jsonify(body), 201, {"X-Order": str(n)}
+
+    @shop.route("/fatal", methods=["POST"])
+    @durable_endpoint(client, id="fatal")
+    def fatal(ctx: Any) -> Any:
+        ctx.step.run("price", work.step, "price", 1)
+        ctx.step.run("fatal", work.fatal)
+        return jsonify({}), 200
+
+    app.register_blueprint(shop)
+    return app

@@ -1,0 +1,118 @@
+"""Durable endpoints per framework, over real sockets against the embedded engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from eagerstep.core import protocol, signing
+from eagerstep.engine import EngineServer
+from tests.endpoints.apps import SIGNING_KEY, Work, flask_app, make_client
+from tests.engine.helpers import wait_for
+from tests.integrations.servers import serve_wsgi
+
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(60)]
+
+Serve = Callable[[Any, Work], AbstractContextManager[str]]
+
+
+def _flask(client: Any, work: Work) -> AbstractContextManager[str]:
+    return serve_wsgi(flask_app(client, work))
+
+
+FRAMEWORKS = [pytest.param(_flask, id="flask", marks=pytest.mark.flask)]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[EngineServer]:
+    server = EngineServer(tmp_path / "engine.db", signing_key=SIGNING_KEY, retry_interval=0.05)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def app(request: pytest.FixtureRequest, engine: EngineServer) -> Iterator[tuple[str, Work]]:
+    work = Work()
+    with request.param(make_client(engine.url), work) as url:
+        yield url, work
+
+
+def _stats(engine: EngineServer) -> dict[str, int]:
+    return dict(engine.engine.stats)
+
+
+def _runs(engine: EngineServer) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{engine.url}/v1/runs").json()["data"])
+
+
+def test_happy_path_answers_in_the_request(app: tuple[str, Work], engine: EngineServer) -> None:
+    url, work = app
+    before = _stats(engine)
+    response = httpx.post(f"{url}/shop/orders/7?q=blue", json={"note": "gift"}, timeout=30)
+    assert response.status_code == 201, response.text
+    assert response.json() == {"order": 7, "total": 71, "q": "blue", "note": "gift"}
+    assert response.headers["x-order"] == "7"
+    assert work.calls == {"price": 1, "charge": 1, "mail": 1}
+    after = _stats(engine)
+    assert after.get("sync_runs", 0) - before.get("sync_runs", 0) == 1  # one POST /v1/checkpoint
+    assert 0 < after["checkpoints"] - before["checkpoints"] <= 3  # appended steps + RunComplete
+    assert after["calls"] == before["calls"]  # the engine never called the app
+    [run] = _runs(engine)
+    assert run["status"] == "Completed"
+    assert run["output"]["status"] == 201
+    assert run["output"]["headers"]["x-order"] == "7"
+    assert '"total":71' in run["output"]["body"].replace(" ", "")
+    steps = httpx.get(
+        f"{engine.url}/v0/runs/{run['run_id']}/actions",
+        headers={"Authorization": f"Bearer {signing.hash_signing_key(SIGNING_KEY)}"},
+    ).json()
+    assert steps[protocol.hash_step_id("price")] == {"data": 70}
+    assert steps[protocol.hash_step_id("charge")] == {"data": 71}
+
+
+def test_failing_step_goes_async_and_the_redirect_gets_the_answer(
+    app: tuple[str, Work], engine: EngineServer
+) -> None:
+    url, work = app
+    work.fail_once.add("charge")
+    response = httpx.post(f"{url}/shop/orders/3?q=red", json={"note": "n"}, timeout=30)
+    assert response.status_code == 302, response.text
+    location = response.headers["location"]
+    assert location.startswith(f"{engine.url}/v1/http/runs/") and "token=" in location
+    final = httpx.get(location, timeout=30)
+    assert final.status_code == 201, final.text
+    assert final.json() == {"order": 3, "total": 31, "q": "red", "note": "n"}
+    assert final.headers["x-order"] == "3"
+    # re-entry replayed the memo of "price" and never ran it again
+    assert work.calls == {"price": 1, "charge": 2, "mail": 1}
+    [run] = _runs(engine)
+    assert run["status"] == "Completed"
+
+
+def test_non_retriable_error_answers_at_once(app: tuple[str, Work], engine: EngineServer) -> None:
+    url, work = app
+    response = httpx.post(f"{url}/shop/fatal", timeout=30)
+    assert response.status_code == 400, response.text
+    assert "declined" in response.json()["message"]
+    assert work.calls == {"price": 1, "fatal": 1}
+    run = wait_for(lambda: [r for r in _runs(engine) if r["status"] != "Running"])[0]
+    assert run["status"] == "Failed"
+
+
+@pytest.mark.parametrize("signature", [None, "t=1&s=00"], ids=["missing", "bad"])
+def test_reentry_needs_a_valid_signature(
+    app: tuple[str, Work], engine: EngineServer, signature: str | None
+) -> None:
+    url, work = app
+    headers = {"X-Run-ID": "01J0000000000000000000000A", "Content-Type": "application/json"}
+    if signature:
+        headers[protocol.Header.SIGNATURE] = signature
+    response = httpx.post(f"{url}/shop/orders/1", content=b"{}", headers=headers, timeout=30)
+    assert response.status_code == 401, response.text
+    assert work.calls == {}
