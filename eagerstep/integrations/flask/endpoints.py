@@ -14,6 +14,7 @@ from flask import Response as FlaskResponse
 from flask import current_app
 from flask import request as flask_request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from eagerstep.core.checkpoint import Checkpointing
 from eagerstep.core.client import Client
@@ -24,7 +25,7 @@ from eagerstep.core.steps import Context
 FRAMEWORK = "flask"
 
 
-def _to_result(response: FlaskResponse) -> APIResult:
+def _to_result(response: WerkzeugResponse) -> APIResult:
     return {
         "status": response.status_code,
         "headers": {k.lower(): v for k, v in response.headers.items() if k.lower() != "content-length"},
@@ -56,7 +57,7 @@ def durable_endpoint(
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            def run_view(ctx: Context) -> FlaskResponse:
+            def run_view(ctx: Context) -> WerkzeugResponse:
                 try:
                     returned = view(*args, ctx=ctx, **kwargs)
                 except HTTPException as exc:  # abort(404) and friends are answers, not failures
