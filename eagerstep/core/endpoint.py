@@ -295,6 +295,7 @@ class SyncRunCheckpointer:
             assert self._idle is not None
             self._idle.clear()
             self._task = asyncio.get_running_loop().create_task(self._send_loop_async())
+            await asyncio.sleep(0)  # let the sender start its request before the view goes on
 
     async def _send_loop_async(self) -> None:
         assert self._idle is not None

@@ -69,3 +69,9 @@ def flask_app(client: Client, work: Work) -> Any:
 
     app.register_blueprint(shop)
     return app
+
+
+def fastapi_app(client: Client, work: Work) -> Any:
+    from tests.endpoints.fastapi_views import build
+
+    return build(client, work)
