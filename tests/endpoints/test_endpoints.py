@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,36 @@ def _fastapi(client: Any, work: Work) -> AbstractContextManager[str]:
     return serve_asgi(fastapi_app(client, work))
 
 
+@contextmanager
+def _django(client: Any, work: Work, *, is_async: bool) -> Iterator[str]:
+    from django.core.asgi import get_asgi_application
+    from django.core.wsgi import get_wsgi_application
+    from django.test.utils import override_settings
+
+    from tests.endpoints.django_views import urlconf
+    from tests.http.clients.django import setup_django
+
+    setup_django()
+    with override_settings(ROOT_URLCONF=urlconf(client, work, is_async=is_async)):
+        if is_async:
+            with serve_asgi(get_asgi_application()) as url:
+                yield url
+        else:
+            with serve_wsgi(get_wsgi_application()) as url:
+                yield url
+
+
+def _django_wsgi(client: Any, work: Work) -> AbstractContextManager[str]:
+    return _django(client, work, is_async=False)
+
+
+def _django_asgi(client: Any, work: Work) -> AbstractContextManager[str]:
+    return _django(client, work, is_async=True)
+
+
 FRAMEWORKS = [
+    pytest.param(_django_wsgi, id="django-wsgi", marks=pytest.mark.django),
+    pytest.param(_django_asgi, id="django-asgi", marks=pytest.mark.django),
     pytest.param(_flask, id="flask", marks=pytest.mark.flask),
     pytest.param(_fastapi, id="fastapi", marks=pytest.mark.fastapi),
 ]
