@@ -75,3 +75,29 @@ def fastapi_app(client: Client, work: Work) -> Any:
     from tests.endpoints.fastapi_views import build
 
     return build(client, work)
+
+
+def flask_modes_app(client: Client, work: Work) -> Any:
+    """Endpoints that hand over to the orchestrator on purpose: a sleep, and the answer modes."""
+    from datetime import timedelta
+
+    from flask import Flask, jsonify
+
+    from eagerstep.integrations.flask.endpoints import durable_endpoint
+
+    app = Flask(__name__)
+
+    def nap(ctx: Any) -> Any:
+        first = ctx.step.run("before", work.step, "before", 1)
+        ctx.step.sleep("nap", timedelta(hours=1))
+        second = ctx.step.run("after", work.step, "after", 2)
+        return jsonify({"sum": first + second})
+
+    app.add_url_rule("/nap", "nap", durable_endpoint(client, id="nap")(nap), methods=["GET"])
+    app.add_url_rule(
+        "/nap-token",
+        "nap_token",
+        durable_endpoint(client, id="nap-token", async_response="token")(nap),
+        methods=["GET"],
+    )
+    return app

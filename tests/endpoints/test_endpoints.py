@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -152,3 +153,66 @@ def test_reentry_needs_a_valid_signature(
     response = httpx.post(f"{url}/shop/orders/1", content=b"{}", headers=headers, timeout=30)
     assert response.status_code == 401, response.text
     assert work.calls == {}
+
+
+# -- answer modes and orchestrator-handled steps (one framework: the core decides these) ----------
+
+
+@pytest.fixture
+def modes(engine: EngineServer) -> Iterator[tuple[str, Work]]:
+    from tests.endpoints.apps import flask_modes_app
+
+    work = Work()
+    with serve_wsgi(flask_modes_app(make_client(engine.url), work)) as url:
+        yield url, work
+
+
+@pytest.mark.flask
+def test_sleep_hands_over_and_resumes_after_the_timer(modes: tuple[str, Work], engine: EngineServer) -> None:
+    url, work = modes
+    response = httpx.get(f"{url}/nap?x=1", timeout=30)
+    assert response.status_code == 302
+    run_id = response.headers["location"].split("/runs/")[1].split("/")[0]
+    assert work.calls == {"before": 1}
+    wait_for(lambda: httpx.get(f"{engine.url}/v1/dev/timers").json()["data"])
+    httpx.post(f"{engine.url}/v1/dev/timers/fire", json={"run_id": run_id})
+    final = httpx.get(response.headers["location"], timeout=30)
+    assert final.status_code == 200, final.text
+    assert final.json() == {"sum": 3}
+    assert work.calls == {"before": 1, "after": 1}
+
+
+@pytest.mark.flask
+def test_token_and_event_stream_answers(modes: tuple[str, Work], engine: EngineServer) -> None:
+    url, _ = modes
+    response = httpx.get(f"{url}/nap-token", timeout=30)
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"run_id", "token"}
+    polled = httpx.get(f"{engine.url}/v1/checkpoint/{body['run_id']}/output", params={"token": "bad"})
+    assert polled.status_code == 401
+
+    stream = httpx.get(f"{url}/nap", headers={"Accept": "text/event-stream"}, timeout=30)
+    assert stream.status_code == 200
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    events = [block.split("\n") for block in stream.text.strip().split("\n\n")]
+    assert [lines[0] for lines in events] == ["event: inngest.metadata", "event: inngest.redirect_info"]
+    info = json.loads(events[1][1].removeprefix("data: "))
+    assert info["url"].startswith(f"{engine.url}/v1/http/runs/{info['runId']}/output?token=")
+
+
+@pytest.mark.flask
+def test_reentry_with_a_valid_signature_replays_and_answers_ops(
+    modes: tuple[str, Work], engine: EngineServer
+) -> None:
+    url, work = modes
+    response = httpx.get(f"{url}/nap", timeout=30)
+    run_id = response.headers["location"].split("/runs/")[1].split("/")[0]
+    # what the engine sends: the original request, signed, with X-Run-ID
+    headers = {"X-Run-ID": run_id, protocol.Header.SIGNATURE: signing.sign(b"", SIGNING_KEY)}
+    reentry = httpx.get(url + "/nap", headers=headers, timeout=30)
+    assert reentry.status_code == 206, reentry.text
+    assert reentry.headers["x-inngest-sdk"].startswith("eagerstep-py:")
+    [op] = reentry.json()
+    assert op["op"] == "Sleep"  # the recorded step replayed; the sleep is still pending
+    assert work.calls == {"before": 1}
