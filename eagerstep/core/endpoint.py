@@ -666,6 +666,14 @@ class DurableEndpoint:
             return self._finalise(
                 Response(200, {"content-type": "application/json"}, protocol.dumps(ops).encode())
             )
+        if outcome.headers.get(protocol.Header.NO_RETRY) == "true":
+            # a final error: the run ends with it as the response the waiting caller gets
+            error = _loads(outcome.body) if outcome.body else {}
+            result = _error_result(outcome.status, error if isinstance(error, dict) else {})
+            ops = [protocol.run_complete_op(result)]
+            return self._finalise(
+                Response(200, {"content-type": "application/json"}, protocol.dumps(ops).encode())
+            )
         headers = {"content-type": "application/json", **outcome.headers}
         return self._finalise(Response(outcome.status, headers, outcome.body))
 

@@ -19,6 +19,7 @@ class Work:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.fail_once: set[str] = set()
+        self.fail_always: set[str] = set()
         self.lock = threading.Lock()
 
     def step(self, name: str, value: Any) -> Any:
@@ -27,6 +28,8 @@ class Work:
             if name in self.fail_once:
                 self.fail_once.discard(name)
                 raise RuntimeError(f"{name} failed (once)")
+            if name in self.fail_always:
+                raise RuntimeError(f"{name} failed (always)")
         return value
 
     def fatal(self) -> Any:
@@ -100,4 +103,11 @@ def flask_modes_app(client: Client, work: Work) -> Any:
         durable_endpoint(client, id="nap-token", async_response="token")(nap),
         methods=["GET"],
     )
+    def broken(ctx: Any) -> Any:
+        ctx.step.run("ok", work.step, "ok", 1)
+        ctx.step.run("broken", work.step, "broken", 2)
+        return jsonify({})
+
+    work.fail_always.add("broken")
+    app.add_url_rule("/broken", "broken", durable_endpoint(client, id="broken", retries=1)(broken))
     return app

@@ -216,3 +216,16 @@ def test_reentry_with_a_valid_signature_replays_and_answers_ops(
     [op] = reentry.json()
     assert op["op"] == "Sleep"  # the recorded step replayed; the sleep is still pending
     assert work.calls == {"before": 1}
+
+
+@pytest.mark.flask
+def test_a_step_out_of_retries_ends_the_run_with_an_error_response(
+    modes: tuple[str, Work], engine: EngineServer
+) -> None:
+    url, work = modes
+    response = httpx.get(f"{url}/broken", follow_redirects=True, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["message"] == "broken failed (always)"
+    assert work.calls == {"ok": 1, "broken": 2}  # retries=1: two attempts, "ok" never again
+    [run] = _runs(engine)
+    assert run["status"] == "Failed"
