@@ -413,8 +413,10 @@ class EndpointAPI:
             headers["X-Inngest-Force-Step-Plan"] = "true"
         if step_id != "step":
             headers[protocol.Header.STEP_ID] = step_id
-        if self.engine.signing_key:
-            headers[protocol.Header.SIGNATURE] = signing.sign(body, self.engine.signing_key)
+        # Always present, empty without a key, as the server's ``Sign``: the TS SDK recognises a
+        # re-entry by the header being there.
+        key = self.engine.signing_key
+        headers[protocol.Header.SIGNATURE] = signing.sign(body, key) if key else ""
         return method, url, body, headers
 
     def handle_reply(
