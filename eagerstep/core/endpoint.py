@@ -50,8 +50,6 @@ logger = logging.getLogger("eagerstep")
 
 HTTP_REQUEST_EVENT = "inngest/http.request"
 AsyncResponse = Literal["redirect", "token"]
-_ATTEMPTS = 5  # per checkpoint call, as the TS SDK
-_BACKOFF = 0.1
 
 
 class APIResult(TypedDict):
@@ -108,7 +106,10 @@ def http_request_event(request: Request, fn: str) -> dict[str, Any]:
 class _SyncRunTransport:
     """The two calls of a sync run: create (``POST /v1/checkpoint``) then append (``/steps``)."""
 
-    def __init__(self, settings: Settings, run_id: str, event: dict[str, Any], retries: int) -> None:
+    def __init__(
+        self, settings: Settings, run_id: str, event: dict[str, Any], retries: int, config: Checkpointing
+    ) -> None:
+        self.config = config  # attempts (5 by default, as the TS SDK), backoff, per-attempt timeout
         self.base = settings.api_base_url.rstrip("/")
         self.run_id = run_id
         self.event = event
@@ -160,21 +161,24 @@ class _SyncRunTransport:
     def post(self, ops: list[dict[str, Any]]) -> None:
         url, body = self.call(ops)
         detail = ""
-        for attempt in range(_ATTEMPTS):
+        timeout = self.config.request_timeout.total_seconds()
+        for attempt in range(1, self.config.max_attempts + 1):
             for headers in self.header_sets():
                 try:
-                    response = _post(url, body, headers)
+                    response = _post(url, body, headers, timeout)
                 except _CheckpointFailed as exc:
                     detail = str(exc)
                     break
                 if response.status_code in (401, 403):
                     detail = f"HTTP {response.status_code}"
                     continue
-                if response.status_code == 409 and self.created is None:
-                    raise _CheckpointFailed("the run already exists (409)")
-                self.accept(response)
+                if response.status_code >= 500 or response.status_code == 429:
+                    detail = f"HTTP {response.status_code}: {response.text[:200]}"
+                    break  # worth another attempt
+                self.accept(response)  # 2xx; any other 4xx (409: the run exists) fails at once
                 return
-            time.sleep(_BACKOFF * 2**attempt)
+            if attempt < self.config.max_attempts:
+                time.sleep(self.config.backoff(attempt))
         raise _CheckpointFailed(f"{url}: {detail}")
 
     async def post_async(self, ops: list[dict[str, Any]]) -> None:
@@ -204,7 +208,7 @@ class _Posted:
 _local = threading.local()
 
 
-def _post(url: str, body: bytes, headers: dict[str, str]) -> _Posted:
+def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> _Posted:
     """POST on this thread's keep-alive connection to the origin (stdlib ``http.client``: a fraction
     of an ``httpx`` call's CPU, which the sender threads would take from the views)."""
     parts = urlsplit(url)
@@ -217,7 +221,7 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> _Posted:
         reused = conn is not None and conn.sock is not None
         if conn is None:
             cls = http.client.HTTPSConnection if secure else http.client.HTTPConnection
-            conn = pool[key] = cls(key[0], key[1], timeout=30.0)
+            conn = pool[key] = cls(key[0], key[1], timeout=timeout)
         try:
             conn.request("POST", target, body=body, headers={**_base_headers(), **headers})
             response = conn.getresponse()
@@ -271,9 +275,9 @@ class SyncRunCheckpointer:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event() if loop is not None else None
 
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
+    #: Never "failed" to the step code (``RunState.prepare_run`` would stop the view): a view runs to
+    #: its end without the orchestrator; only a hand-over needs it (see ``DurableEndpoint._lost``).
+    failed = False
 
     @property
     def created(self) -> dict[str, Any] | None:
@@ -513,7 +517,8 @@ class DurableEndpoint:
         call = protocol.CallRequest(
             event=event, events=[event], steps={}, ctx=protocol.CallContext(run_id=run_id, fn_id=self.id)
         )
-        cp = SyncRunCheckpointer(_SyncRunTransport(settings, run_id, event, self.retries), loop)
+        config = self.checkpointing()
+        cp = SyncRunCheckpointer(_SyncRunTransport(settings, run_id, event, self.retries, config), loop)
         state = execution.RunState(
             self._function(handler, is_async),
             call,

@@ -86,6 +86,7 @@ def flask_modes_app(client: Client, work: Work) -> Any:
 
     from flask import Flask, jsonify
 
+    from eagerstep.core.checkpoint import Checkpointing
     from eagerstep.integrations.flask.endpoints import durable_endpoint
 
     app = Flask(__name__)
@@ -103,6 +104,7 @@ def flask_modes_app(client: Client, work: Work) -> Any:
         durable_endpoint(client, id="nap-token", async_response="token")(nap),
         methods=["GET"],
     )
+
     def broken(ctx: Any) -> Any:
         ctx.step.run("ok", work.step, "ok", 1)
         ctx.step.run("broken", work.step, "broken", 2)
@@ -110,4 +112,25 @@ def flask_modes_app(client: Client, work: Work) -> Any:
 
     work.fail_always.add("broken")
     app.add_url_rule("/broken", "broken", durable_endpoint(client, id="broken", retries=1)(broken))
+
+    def fan_out(ctx: Any) -> Any:
+        first = ctx.step.run("first", work.step, "first", 1)
+        pair = ctx.step.parallel(
+            [
+                lambda: ctx.step.run("left", work.step, "left", 2),
+                lambda: ctx.step.run("right", work.step, "right", 3),
+            ]
+        )
+        last = ctx.step.run("last", work.step, "last", 4)
+        return jsonify({"total": first + sum(pair) + last})
+
+    app.add_url_rule("/fan-out", "fan_out", durable_endpoint(client, id="fan-out")(fan_out))
+
+    def long(ctx: Any) -> Any:
+        first = ctx.step.run("first", work.step, "first", 1)
+        second = ctx.step.run("second", work.step, "second", 2)
+        return jsonify({"total": first + second})
+
+    tiny = Checkpointing(max_runtime=timedelta(microseconds=1))
+    app.add_url_rule("/long", "long", durable_endpoint(client, id="long", checkpointing=tiny)(long))
     return app

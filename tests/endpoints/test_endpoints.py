@@ -229,3 +229,32 @@ def test_a_step_out_of_retries_ends_the_run_with_an_error_response(
     assert work.calls == {"ok": 1, "broken": 2}  # retries=1: two attempts, "ok" never again
     [run] = _runs(engine)
     assert run["status"] == "Failed"
+
+
+@pytest.mark.flask
+@pytest.mark.parametrize("path", ["/fan-out", "/long"], ids=["parallel-group", "max-runtime"])
+def test_parallel_groups_and_max_runtime_hand_over(
+    modes: tuple[str, Work], engine: EngineServer, path: str
+) -> None:
+    url, work = modes
+    response = httpx.get(url + path, timeout=30)
+    assert response.status_code == 302, response.text
+    final = httpx.get(response.headers["location"], timeout=30)
+    assert final.status_code == 200, final.text
+    assert final.json() == {"total": 10 if path == "/fan-out" else 3}
+    assert all(count == 1 for count in work.calls.values()), work.calls  # each step ran once
+
+
+@pytest.mark.flask
+def test_an_unreachable_orchestrator_still_answers_a_finished_view(tmp_path: Path) -> None:
+    from tests.integrations.servers import bind_loopback
+
+    sock = bind_loopback()  # bound, never listening: connections are refused
+    dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    work = Work()
+    client = make_client(dead)
+    with serve_wsgi(flask_app(client, work)) as url:
+        response = httpx.post(f"{url}/shop/orders/2", json={}, timeout=60)
+    sock.close()
+    assert response.status_code == 201  # the view's answer; an error is logged for the run record
+    assert work.calls == {"price": 1, "charge": 1, "mail": 1}
