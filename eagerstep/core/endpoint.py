@@ -352,10 +352,9 @@ class SyncRunCheckpointer:
                 except Exception as exc:
                     self.error = str(exc)
                     self.pending = [*self.sending, *self.pending]
+                    self.sending = []
                     logger.error("durable endpoint run %s: checkpoint failed: %s", self.transport.run_id, exc)
                     return
-                finally:
-                    self.sending = [] if self.error is None else self.sending
             self.sending = []
         finally:
             self._task = None
@@ -368,7 +367,7 @@ class SyncRunCheckpointer:
                 await asyncio.wait_for(self._idle.wait(), timeout if timeout is not None else 60.0)
             except asyncio.TimeoutError:
                 self.error = "timed out waiting for the checkpoint API"
-        return [*self.pending] if self.error is not None else []
+        return [*self.sending, *self.pending] if self.error is not None else []
 
     settle_async = flush_async
 
@@ -523,7 +522,7 @@ class DurableEndpoint:
             self._function(handler, is_async),
             call,
             target_step=None,
-            checkpointing=self.checkpointing(),
+            checkpointing=config,
             make_checkpointer=lambda: cast("RunCheckpointer", cp),
         )
         return state, cp
