@@ -8,6 +8,7 @@ It prints ``ready <port>`` once it listens on a free loopback port.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ def main() -> None:
         from werkzeug.serving import make_server
 
         sock.close()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
         server = make_server("127.0.0.1", 0, flask_app(client), threaded=True)
         print(f"ready {server.server_port}", flush=True)
         server.serve_forever()

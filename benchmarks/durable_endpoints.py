@@ -19,12 +19,14 @@ come from the engine's counters. Timings only mean something on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +48,8 @@ def child(argv: list[str], pattern: str, cwd: Path) -> Iterator[tuple[subprocess
         for line in proc.stdout:
             found = re.search(pattern, line)
             if found:
+                # keep draining its output: a full pipe would block the child mid-benchmark
+                threading.Thread(target=proc.stdout.read, daemon=True).start()
                 yield proc, found.group(1)
                 return
             if time.monotonic() > deadline:
@@ -156,19 +160,29 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--frameworks", nargs="+", default=["flask", "fastapi"])
+    parser.add_argument("--write", type=Path, help="also write the table (Markdown) to this file")
     args = parser.parse_args(argv)
     rows = [bench(framework, args.requests) for framework in args.frameworks]
-    print(f"\n5-step durable endpoint, {args.requests} sequential requests; ms, median (p90)\n")
-    print(
+    lines = [
+        "# Durable endpoints: a 5-step endpoint vs a plain view vs an event-triggered function",
+        "",
+        f"`benchmarks/durable_endpoints.py --requests {args.requests}`: {args.requests} sequential"
+        " requests per figure, after 20 warm-up ones; ms, median (p90). The engine and the app each in"
+        f" their own process, on loopback. Machine: {os.cpu_count()} cores, load average"
+        f" {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d')}.",
+        "",
         "| app | plain view | durable endpoint | event-triggered function | added per request"
-        " | added per step | /steps calls per request |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+        " | added per step | /steps calls per request |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
-        print(
+        lines.append(
             f"| {row['framework']} | {row['plain']} | {row['durable']} | {row['function']} | {row['added']}"
             f" | {row['per_step']} | {row['steps_calls']} |"
         )
+    print("\n" + "\n".join(lines))
+    if args.write:
+        args.write.write_text("\n".join(lines) + "\n")
     return rows
 
 
