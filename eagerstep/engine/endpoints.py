@@ -204,10 +204,9 @@ class EndpointAPI:
         fn_id = fn_uuid(app_id, slug)
         with engine.transaction():
             fn = self._upsert_function(data, slug, fn_id, min(retries, protocol.MAX_RETRIES))
-            engine.db.execute(
-                "INSERT OR IGNORE INTO events(id, name, body, received_at) VALUES (?,?,?,?)",
-                (event["id"], event["name"], dumps(event), now),
-            )
+            # Stored and routed like any event, as the server publishes it (waits and triggers on
+            # inngest/http.request see it).
+            engine.intake.ingest(event)
             run = RunState(run_id, fn.id, [event], RUNNING, now)
             engine.db.execute(
                 "INSERT INTO runs(id, function_id, event_id, events, status, created_at, started_at, state)"

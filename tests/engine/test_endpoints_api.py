@@ -96,6 +96,8 @@ def test_a_failing_status_fails_the_run_and_the_output_serves_it(engine: EngineS
     assert run["status"] == "Failed"
     output = httpx.get(f"{engine.url}/v1/checkpoint/{run_id}/output", params={"token": token})
     assert (output.status_code, output.text) == (503, "down")
+    page = httpx.get(f"{engine.url}/runs/{run_id}")  # the dashboard shows it like any run
+    assert page.status_code == 200 and run_id in page.text
 
 
 def test_output_tokens_are_checked(engine: EngineServer) -> None:
