@@ -14,6 +14,7 @@ app's domain) with deterministic ids, as the server does.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -369,7 +370,7 @@ class EndpointAPI:
         if row[0] not in FINAL_STATUSES:
             try:
                 await engine.wait_for_run(run_id, self.output_wait)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
                 body = b'{"status":"running","message":"run did not end within the wait"}'
                 return 200, {"content-type": "application/json"}, body
         status, output, error = engine.db.one(  # type: ignore[misc]

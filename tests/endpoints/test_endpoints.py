@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -10,6 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+
+pytest.importorskip("uvicorn")  # the engine extra
+pytest.importorskip("flask")  # the answer-mode tests and the apps' shared module
 
 from eagerstep.core import protocol, signing
 from eagerstep.engine import EngineServer
@@ -57,11 +61,16 @@ def _django_asgi(client: Any, work: Work) -> AbstractContextManager[str]:
     return _django(client, work, is_async=True)
 
 
+def _needs(marker: pytest.MarkDecorator, *modules: str) -> list[pytest.MarkDecorator]:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    return [marker, pytest.mark.skipif(bool(missing), reason=f"needs {missing}")]
+
+
 FRAMEWORKS = [
-    pytest.param(_django_wsgi, id="django-wsgi", marks=pytest.mark.django),
-    pytest.param(_django_asgi, id="django-asgi", marks=pytest.mark.django),
-    pytest.param(_flask, id="flask", marks=pytest.mark.flask),
-    pytest.param(_fastapi, id="fastapi", marks=pytest.mark.fastapi),
+    pytest.param(_django_wsgi, id="django-wsgi", marks=_needs(pytest.mark.django, "django")),
+    pytest.param(_django_asgi, id="django-asgi", marks=_needs(pytest.mark.django, "django", "uvicorn")),
+    pytest.param(_flask, id="flask", marks=_needs(pytest.mark.flask, "flask")),
+    pytest.param(_fastapi, id="fastapi", marks=_needs(pytest.mark.fastapi, "fastapi", "uvicorn")),
 ]
 
 
