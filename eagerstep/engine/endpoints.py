@@ -36,6 +36,7 @@ from eagerstep.engine.model import (
     CALL,
     COMPLETED,
     FAILED,
+    RUN_TIMEOUT,
     RUNNING,
     USER_AGENT,
     EngineError,
@@ -58,6 +59,10 @@ HTTP_REQUEST_EVENT = "inngest/http.request"
 SYNC_RUNTIME = "sync"
 #: How long ``GET .../output`` waits for the run to end (the server: 5 minutes, polling every 2 s).
 OUTPUT_WAIT_SECONDS = 300.0
+#: A sync run whose request never reports its response (the app died mid-request) fails after this
+#: long; the server means to do the same ("API functions SHOULD automatically have a timeout after
+#: 60 minutes"). A run that goes async is the orchestrator's from then on and loses the limit.
+SYNC_RUN_TIMEOUT_SECONDS = 3600.0
 #: Run claims, as the server's ``apiv1auth.CreateRunJWT``.
 RUN_CLAIMS_ISSUER = "api.inngest.com"
 RUN_CLAIMS_SUBJECT = "run-claim"
@@ -165,6 +170,7 @@ class EndpointAPI:
         secret = hashlib.sha256(b"eagerstep-run-claims:" + key.encode()).digest() if key else None
         self.tokens = RunTokens(secret or secrets.token_bytes(32))
         self.output_wait = OUTPUT_WAIT_SECONDS
+        self.sync_timeout = SYNC_RUN_TIMEOUT_SECONDS
 
     # ------------------------------------------------------------------ POST /v1/checkpoint
 
@@ -215,6 +221,7 @@ class EndpointAPI:
                 (run.id, fn.id, event["id"], dumps([event]), RUNNING, now, now, run.state_json()),
             )
             engine.runs[run.id] = run
+            engine.queue.enqueue(RUN_TIMEOUT, run.id, now + self.sync_timeout, {"sync": True})
             engine.stats["events"] += 1
             engine.stats["sync_runs"] = engine.stats.get("sync_runs", 0) + 1
             if ops:
@@ -313,9 +320,17 @@ class EndpointAPI:
             return
         # Going async (the server's HandleGenerator): a retry is enqueued for a step error, a
         # discovery for a failed step, a timer for a sleep, a wait for an event...
+        self._drop_sync_timeout(run)
         item = QueueItem("sync-checkpoint", run.id, CALL, now, {"step_id": "step", "attempt": 0})
         log.info("durable endpoint run %s goes async (%s)", run.id, ", ".join(op.op for op in non_lazy))
         engine.ops.apply(item, run, fn, raw_ops, False, None, now)
+
+    def _drop_sync_timeout(self, run: RunState) -> None:
+        queue = self.engine.queue
+        for item_id in list(queue.run_items.get(run.id, ())):
+            item = queue.items.get(item_id)
+            if item is not None and item.kind == RUN_TIMEOUT and item.payload.get("sync"):
+                queue.delete_item(item)
 
     def _store_step(self, run: RunState, op: Op, now: float) -> None:
         if op.op not in _LAZY_OPS:

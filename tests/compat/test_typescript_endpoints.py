@@ -92,7 +92,11 @@ def test_sleep_hands_over_and_resumes(ts_endpoints: tuple[EngineServer, str]) ->
     assert response.status_code == 302, response.text
     run_id = response.headers["location"].split("/runs/")[1].split("/")[0]
     wait_for(
-        lambda: [t for t in httpx.get(f"{engine.url}/v1/dev/timers").json()["data"] if t["run_id"] == run_id]
+        lambda: [
+            t
+            for t in httpx.get(f"{engine.url}/v1/dev/timers").json()["data"]
+            if t["run_id"] == run_id and t["kind"] == "sleep"
+        ]
     )
     httpx.post(f"{engine.url}/v1/dev/timers/fire", json={"run_id": run_id})
     final = httpx.get(response.headers["location"], timeout=30)

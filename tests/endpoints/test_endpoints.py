@@ -183,7 +183,8 @@ def test_sleep_hands_over_and_resumes_after_the_timer(modes: tuple[str, Work], e
     assert response.status_code == 302
     run_id = response.headers["location"].split("/runs/")[1].split("/")[0]
     assert work.calls == {"before": 1}
-    wait_for(lambda: httpx.get(f"{engine.url}/v1/dev/timers").json()["data"])
+    timers = f"{engine.url}/v1/dev/timers"
+    wait_for(lambda: [t for t in httpx.get(timers).json()["data"] if t["kind"] == "sleep"])
     httpx.post(f"{engine.url}/v1/dev/timers/fire", json={"run_id": run_id})
     final = httpx.get(response.headers["location"], timeout=30)
     assert final.status_code == 200, final.text

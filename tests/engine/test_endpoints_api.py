@@ -152,3 +152,21 @@ def test_reentry_calls_the_endpoint_with_the_original_request(engine: EngineServ
     run = httpx.get(f"{engine.url}/v1/runs/{run_id}").json()["data"]
     assert run["status"] == "Failed"
     assert "without ops" in run["error"]["message"]
+
+
+def test_a_sync_run_that_never_reports_its_response_fails(engine: EngineServer) -> None:
+    engine.engine.endpoints.sync_timeout = 0.1
+    run_id = _create(engine, [_step("a", 1)]).json()["data"]["run_id"]
+    wait_for(lambda: httpx.get(f"{engine.url}/v1/runs/{run_id}").json()["data"]["status"] == "Failed")
+    error = httpx.get(f"{engine.url}/v1/runs/{run_id}").json()["data"]["error"]
+    assert error["name"] == "SyncRunTimeout"
+
+
+def test_a_run_gone_async_loses_the_sync_timeout(engine: EngineServer) -> None:
+    engine.engine.endpoints.sync_timeout = 0.5
+    sleep = {"op": "Sleep", "id": protocol.hash_step_id("nap"), "name": "nap", "opts": {"duration": "1h"}}
+    run_id = _create(engine, [_step("a", 1), sleep]).json()["data"]["run_id"]
+    kinds = [
+        t["kind"] for t in httpx.get(f"{engine.url}/v1/dev/timers").json()["data"] if t["run_id"] == run_id
+    ]
+    assert kinds == ["sleep"]
