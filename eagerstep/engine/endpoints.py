@@ -67,7 +67,7 @@ SYNC_RUN_TIMEOUT_SECONDS = 3600.0
 RUN_CLAIMS_ISSUER = "api.inngest.com"
 RUN_CLAIMS_SUBJECT = "run-claim"
 RUN_CLAIMS_EXPIRY = 3600
-_LAZY_OPS = frozenset({"StepRun", "Step"})
+_STEP_OPS = frozenset({"StepRun", "Step"})
 
 
 def _b64(raw: bytes) -> str:
@@ -310,10 +310,13 @@ class EndpointAPI:
                 self._store_step(run, op, now)
             self.finalise(run, complete.data)
             return
-        non_lazy = [op for op in ops if op.op not in _LAZY_OPS]
-        if len(non_lazy) > 1:  # as the server: several non-lazy ops are a parallel group
+        handing_over = [op for op in ops if op.op not in _STEP_OPS]
+        # Several ops that hand over are a parallel group: re-entries plan (X-Inngest-Force-Step-Plan).
+        # The server counts every op but DeferAdd/DeferAbort, so a batch of coalesced StepRuns
+        # would force planning too; the engine does not, as such a batch is no parallel group.
+        if len(handing_over) > 1:
             run.force_plan = True
-        if not non_lazy:
+        if not handing_over:
             for op in ops:
                 self._store_step(run, op, now)
             engine.lifecycle.save_run(run)
@@ -322,7 +325,7 @@ class EndpointAPI:
         # discovery for a failed step, a timer for a sleep, a wait for an event...
         self._drop_sync_timeout(run)
         item = QueueItem("sync-checkpoint", run.id, CALL, now, {"step_id": "step", "attempt": 0})
-        log.info("durable endpoint run %s goes async (%s)", run.id, ", ".join(op.op for op in non_lazy))
+        log.info("durable endpoint run %s goes async (%s)", run.id, ", ".join(op.op for op in handing_over))
         engine.ops.apply(item, run, fn, raw_ops, False, None, now)
 
     def _drop_sync_timeout(self, run: RunState) -> None:
@@ -333,7 +336,7 @@ class EndpointAPI:
                 queue.delete_item(item)
 
     def _store_step(self, run: RunState, op: Op, now: float) -> None:
-        if op.op not in _LAZY_OPS:
+        if op.op not in _STEP_OPS:
             return
         timing = op.timing or {}
         begun = timing["a"] / 1e9 if isinstance(timing.get("a"), (int, float)) else None
