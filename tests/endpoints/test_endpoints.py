@@ -268,3 +268,32 @@ def test_an_unreachable_orchestrator_still_answers_a_finished_view(tmp_path: Pat
     sock.close()
     assert response.status_code == 201  # the view's answer; an error is logged for the run record
     assert work.calls == {"price": 1, "charge": 1, "mail": 1}
+
+
+@pytest.mark.django
+@pytest.mark.skipif(importlib.util.find_spec("django") is None, reason="needs django")
+def test_django_still_checks_csrf_on_first_requests_only(engine: EngineServer) -> None:
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    from tests.http.clients.django import setup_django
+
+    setup_django()
+    work = Work()
+    middleware = ["django.middleware.csrf.CsrfViewMiddleware", *settings.MIDDLEWARE]
+    with (
+        override_settings(MIDDLEWARE=middleware),
+        _django(make_client(engine.url), work, is_async=False) as url,
+    ):
+        refused = httpx.post(f"{url}/shop/orders/1", json={}, timeout=30)
+        assert refused.status_code == 403  # no CSRF token: refused before the view runs
+        assert work.calls == {}
+        work.fail_once.add("charge")  # the signed re-entry (no CSRF token either) must get through
+        with httpx.Client(cookies={"csrftoken": "a" * 32}) as browser:
+            first = browser.post(
+                f"{url}/shop/orders/1", json={}, headers={"X-CSRFToken": "a" * 32, "Referer": url}, timeout=30
+            )
+        assert first.status_code == 302, first.text
+        final = httpx.get(first.headers["location"], timeout=30)
+    assert final.status_code == 201, final.text
+    assert work.calls == {"price": 1, "charge": 2, "mail": 1}
