@@ -274,6 +274,9 @@ class SyncRunCheckpointer:
         self._lock = threading.Condition()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event() if loop is not None else None
+        #: a send starts once this many ops are unsent (``Checkpointing.buffered_steps``), or on flush
+        self.buffered = transport.config.buffered_steps
+        self._flushing = False
 
     #: Never "failed" to the step code (``RunState.prepare_run`` would stop the view): a view runs to
     #: its end without the orchestrator; only a hand-over needs it (see ``DurableEndpoint._lost``).
@@ -285,13 +288,21 @@ class SyncRunCheckpointer:
 
     # -- thread flavour ------------------------------------------------------------------------
 
+    def _due(self) -> bool:
+        return bool(self.pending) and (self._flushing or len(self.pending) >= self.buffered)
+
     def push(self, op: dict[str, Any]) -> None:
         with self._lock:
             self.pending.append(op)
-            if self.sending or self.error is not None:
+            if not self._start_locked():
                 return
-            self.sending, self.pending = self.pending, []
         _sender_pool().submit(self._send_loop)
+
+    def _start_locked(self) -> bool:
+        if self.sending or self.error is not None or not self._due():
+            return False
+        self.sending, self.pending = self.pending, []
+        return True
 
     def _send_loop(self) -> None:
         while True:
@@ -309,8 +320,8 @@ class SyncRunCheckpointer:
                 logger.error("durable endpoint run %s: checkpoint failed: %s", self.transport.run_id, exc)
                 return
             with self._lock:
-                self.sending, self.pending = self.pending, []
-                if not self.sending:
+                self.sending = []
+                if not self._start_locked():
                     self._lock.notify_all()
                     return
 
@@ -318,7 +329,10 @@ class SyncRunCheckpointer:
         """Wait until every pushed op is sent; returns those that could not be (none on success)."""
         deadline = time.monotonic() + (timeout if timeout is not None else 60.0)
         with self._lock:
-            while self.sending and self.error is None:
+            self._flushing = True
+            if self._start_locked():
+                _sender_pool().submit(self._send_loop)
+            while (self.sending or self.pending) and self.error is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     self.error = "timed out waiting for the checkpoint API"
@@ -335,16 +349,21 @@ class SyncRunCheckpointer:
 
     async def push_async(self, op: dict[str, Any]) -> None:
         self.pending.append(op)
-        if self._task is None and self.error is None:
-            assert self._idle is not None
-            self._idle.clear()
-            self._task = asyncio.get_running_loop().create_task(self._send_loop_async())
+        if self._start_task():
             await asyncio.sleep(0)  # let the sender start its request before the view goes on
+
+    def _start_task(self) -> bool:
+        if self._task is not None or self.error is not None or not self._due():
+            return False
+        assert self._idle is not None
+        self._idle.clear()
+        self._task = asyncio.get_running_loop().create_task(self._send_loop_async())
+        return True
 
     async def _send_loop_async(self) -> None:
         assert self._idle is not None
         try:
-            while self.pending:
+            while self._due():
                 self.sending, self.pending = self.pending, []
                 self.calls += 1
                 try:
@@ -361,6 +380,8 @@ class SyncRunCheckpointer:
             self._idle.set()
 
     async def flush_async(self, timeout: float | None = None) -> list[dict[str, Any]]:
+        self._flushing = True
+        self._start_task()
         if self._task is not None:
             assert self._idle is not None
             try:

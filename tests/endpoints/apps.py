@@ -133,4 +133,8 @@ def flask_modes_app(client: Client, work: Work) -> Any:
 
     tiny = Checkpointing(max_runtime=timedelta(microseconds=1))
     app.add_url_rule("/long", "long", durable_endpoint(client, id="long", checkpointing=tiny)(long))
+    batched = Checkpointing(buffered_steps=10)
+    app.add_url_rule(
+        "/batched", "batched", durable_endpoint(client, id="batched", checkpointing=batched)(long)
+    )
     return app

@@ -297,3 +297,17 @@ def test_django_still_checks_csrf_on_first_requests_only(engine: EngineServer) -
         final = httpx.get(first.headers["location"], timeout=30)
     assert final.status_code == 201, final.text
     assert work.calls == {"price": 1, "charge": 2, "mail": 1}
+
+
+@pytest.mark.flask
+def test_buffered_steps_send_a_fast_view_in_one_call(modes: tuple[str, Work], engine: EngineServer) -> None:
+    url, _ = modes
+    before = _stats(engine)
+    response = httpx.get(f"{url}/batched", timeout=30)
+    assert response.status_code == 200 and response.json() == {"total": 3}
+    after = _stats(engine)
+    assert after.get("sync_runs", 0) - before.get("sync_runs", 0) == 1
+    assert after["checkpoints"] == before["checkpoints"]  # steps and response all in POST /v1/checkpoint
+    [run] = _runs(engine)
+    assert run["status"] == "Completed"
+    assert len(httpx.get(f"{engine.url}/v1/runs/{run['run_id']}").json()["data"]["steps"]) == 2
