@@ -20,6 +20,8 @@ if str(ROOT) not in sys.path:
 import eagerstep  # noqa: E402
 
 STEPS = 5
+#: Every step waits for the response: one POST /v1/checkpoint per request.
+BATCHED = eagerstep.Checkpointing(buffered_steps=10)
 
 
 def work(i: int) -> dict[str, int]:
@@ -53,6 +55,11 @@ def flask_app(client: eagerstep.Client) -> Any:
     def durable(ctx: eagerstep.Context) -> Any:
         return jsonify(total=sum(ctx.step.run(f"s{i}", work, i)["value"] for i in range(STEPS)))
 
+    @app.post("/durable-batched")
+    @durable_endpoint(client, id="five-steps-batched", checkpointing=BATCHED)
+    def durable_batched(ctx: eagerstep.Context) -> Any:
+        return jsonify(total=sum(ctx.step.run(f"s{i}", work, i)["value"] for i in range(STEPS)))
+
     return app
 
 
@@ -76,6 +83,11 @@ def fastapi_app(client: eagerstep.Client) -> Any:
     @app.post("/durable")
     @durable_endpoint(client, id="five-steps-endpoint")
     async def durable(ctx: eagerstep.AsyncContext) -> dict[str, int]:
+        return {"total": sum([(await ctx.step.run(f"s{i}", work, i))["value"] for i in range(STEPS)])}
+
+    @app.post("/durable-batched")
+    @durable_endpoint(client, id="five-steps-batched", checkpointing=BATCHED)
+    async def durable_batched(ctx: eagerstep.AsyncContext) -> dict[str, int]:
         return {"total": sum([(await ctx.step.run(f"s{i}", work, i))["value"] for i in range(STEPS)])}
 
     return app
