@@ -48,6 +48,11 @@ class AppClient:
     async def post(
         self, url: str, body: bytes, headers: dict[str, str], timeout: float | None = None
     ) -> AppResponse:
+        return await self.request("POST", url, body, headers, timeout)
+
+    async def request(
+        self, method: str, url: str, body: bytes, headers: dict[str, str], timeout: float | None = None
+    ) -> AppResponse:
         parts = urlsplit(url)
         secure = parts.scheme == "https"
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -55,7 +60,7 @@ class AppClient:
         port = parts.port or (443 if secure else 80)
         key = (parts.hostname, port, secure)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
         lines.extend(f"{name}: {value}" for name, value in headers.items())
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         try:

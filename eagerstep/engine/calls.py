@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from eagerstep.core import protocol, signing
 from eagerstep.engine.appclient import AppHttpError
+from eagerstep.engine.endpoints import is_endpoint
 from eagerstep.engine.flow import Slot
 from eagerstep.engine.model import (
     CALL,
@@ -166,9 +167,13 @@ class CallLoop:
                     },
                 )
             return
-        raw, headers = self.build_call(item, run, fn)
+        endpoint = is_endpoint(fn)
+        if endpoint:  # a durable endpoint: its own URL, method and body (httpv2 "sync")
+            method, url, raw, headers = engine.endpoints.build_call(item, run, fn)
+        else:
+            method, url = "POST", fn.call_url(item.payload["step_id"])
+            raw, headers = self.build_call(item, run, fn)
         engine.stats["calls"] += 1
-        url = fn.call_url(item.payload["step_id"])
         started = engine.clock.now()
         assert engine.calls is not None
         status = 0
@@ -176,7 +181,7 @@ class CallLoop:
         content = b""
         transport_error: str | None = None
         try:
-            response = await engine.calls.post(url, raw, headers)
+            response = await engine.calls.request(method, url, raw, headers)
             status, reply_headers, content = response.status, response.headers, response.body
         except AppHttpError as exc:
             transport_error = f"could not reach the app at {url}: {exc}"
@@ -188,6 +193,9 @@ class CallLoop:
             return
         with engine.transaction():
             queue.delete_item(item)
+            if endpoint and transport_error is None:
+                engine.endpoints.handle_reply(item, run, fn, status, reply_headers, content, started)
+                return
             self.handle_reply(item, run, fn, status, reply_headers, content, transport_error, started)
 
     def handle_reply(

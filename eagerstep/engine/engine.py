@@ -30,6 +30,7 @@ from eagerstep.engine.appclient import AppClient
 from eagerstep.engine.calls import CallLoop
 from eagerstep.engine.checkpoint import CheckpointAPI
 from eagerstep.engine.clock import Clock, RealClock
+from eagerstep.engine.endpoints import EndpointAPI
 from eagerstep.engine.events import EventIntake
 from eagerstep.engine.flow import FlowControl
 from eagerstep.engine.history import RunHistory
@@ -103,6 +104,7 @@ class Engine:
         self.ops = OpHandler(self)
         self.checkpoints = CheckpointAPI(self)
         self.history = RunHistory(self)
+        self.endpoints = EndpointAPI(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[RunListener] = []
         self._run_waiters: dict[str, list[asyncio.Future[str]]] = {}

@@ -23,7 +23,8 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-Reply = tuple[int, bytes, bytes]  # status, content type, body
+#: status, content type, body[, more headers]
+Reply = tuple[int, bytes, bytes] | tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
 
 
 class Request:
@@ -67,7 +68,9 @@ class EngineApp:
             ("POST", r"/fn/register", self.register),
             ("POST", r"/e/(?P<key>[^/]*)", self.events),
             ("POST", r"/v1/(?:checkpoint|http/runs)/(?P<run_id>[^/]+)/async", self.checkpoint),
-            ("POST", r"/v1/(?:checkpoint|http/runs)(?:/(?P<run_id>[^/]+)/steps)?", self.sync_checkpoint),
+            ("POST", r"/v1/(?:checkpoint|http/runs)", self.sync_run),
+            ("POST", r"/v1/(?:checkpoint|http/runs)/(?P<run_id>[^/]+)/steps", self.sync_checkpoint),
+            ("GET", r"/v1/(?:checkpoint|http/runs)/(?P<run_id>[^/]+)/output", self.run_output),
             ("GET", r"/v0/runs/(?P<run_id>[^/]+)/actions", self.actions),
             ("GET", r"/v0/runs/(?P<run_id>[^/]+)/batch", self.batch),
             ("GET", r"/v1/events/(?P<event_id>[^/]+)/runs", self.event_runs),
@@ -96,8 +99,10 @@ class EngineApp:
                     return
         if scope["type"] != "http":
             return
-        status, content_type, body = await self._dispatch(scope, receive)
+        reply = await self._dispatch(scope, receive)
+        status, content_type, body = reply[0], reply[1], reply[2]
         headers = [
+            *(reply[3] if len(reply) == 4 else ()),
             (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),
             (b"x-inngest-server-kind", SERVER_KIND.encode()),
@@ -158,15 +163,22 @@ class EngineApp:
         self.engine.checkpoint(request.params["run_id"], request.json())
         return 200, JSON, b""
 
+    async def sync_run(self, request: Request) -> Reply:
+        self.engine.check_auth(request.headers.get("authorization"))
+        return _json(200, self.engine.endpoints.create_run(request.json()))
+
     async def sync_checkpoint(self, request: Request) -> Reply:
-        return _json(
-            501,
-            {
-                "error": "durable endpoints (sync checkpointing: POST /v1/checkpoint and /steps) are not"
-                " supported by eagerstep dev; serve the function and trigger it with an event",
-                "status": 501,
-            },
+        self.engine.check_auth(request.headers.get("authorization"))
+        self.engine.endpoints.checkpoint_steps(request.params.get("run_id"), request.json())
+        return 200, JSON, b""
+
+    async def run_output(self, request: Request) -> Reply:
+        status, headers, body = await self.engine.endpoints.output(
+            request.params["run_id"], request.query.get("token")
         )
+        content_type = headers.pop("content-type", "application/json").encode("latin-1")
+        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        return status, content_type, body, extra
 
     async def actions(self, request: Request) -> Reply:
         self.engine.check_auth(request.headers.get("authorization"))

@@ -16,6 +16,7 @@ from eagerstep.engine.model import (
     CANCELLED,
     CRON,
     DEBOUNCE,
+    FAILED,
     FIRE_DEFAULT_KINDS,
     INVOKE_TIMEOUT,
     RUN_TIMEOUT,
@@ -258,6 +259,12 @@ class TimerQueue:
                         }
                     }
                     lifecycle.resolve_step(run, item.payload["step_id"], memo, "InvokeFunction")
+            elif item.kind == RUN_TIMEOUT and item.payload.get("sync"):
+                error = {
+                    "name": "SyncRunTimeout",
+                    "message": "the durable endpoint's request never reported its response (no RunComplete)",
+                }
+                lifecycle.finish_run(run, FAILED, error=error)
             elif item.kind == RUN_TIMEOUT:
                 error = {"name": "FunctionTimeout", "message": "the run exceeded timeouts.finish"}
                 lifecycle.finish_run(run, CANCELLED, error=error)

@@ -178,3 +178,14 @@ def test_out_of_stock_fails_the_run_and_cancels_the_order(engine: Any, shop: Any
     assert cancelled["messages"] == ["cancelled"]
     stock = httpx.get(shop.url + "/api/products", timeout=10).json()
     assert stock["POSTER-01"]["stock"] == 2
+
+
+def test_durable_endpoint_answers_through_the_redirect_after_a_failing_step(engine: Any, shop: Any) -> None:
+    body = {"email": "ann@example.com", "budget_cents": 100_000}
+    first = httpx.post(f"{shop.url}/api/recommendations", json=body, timeout=30)
+    assert first.status_code == 302, first.text  # the stock lookup failed once: handed to the engine
+    final = httpx.get(first.headers["location"], timeout=30)
+    assert final.status_code == 201, final.text
+    assert final.json()["email"] == "ann@example.com" and final.json()["skus"]
+    stats = httpx.get(f"{shop.url}/api/recommendations/stats", timeout=10).json()
+    assert stats == {"model": 1, "lookup": 2, "write": 1}  # the model step ran once

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from pydantic import BaseModel
 
 import eagerstep
 from eagerstep.integrations.fastapi import ClientDep, router
+from eagerstep.integrations.fastapi.endpoints import durable_endpoint
 
 client = eagerstep.Client(app_id="ai-pipeline")
 
@@ -171,6 +173,52 @@ async def review_ticket(ticket_id: str, review: Review, client: ClientDep) -> di
         {"name": "support/reply.reviewed", "data": {"ticket_id": ticket_id, "approved": review.approved}}
     )
     return {"event_ids": ids}
+
+
+# A durable endpoint: the caller waits for the suggestion in the same request. The lookup fails the
+# first time; the caller is then redirected to the run's output, which answers once the engine has
+# retried it. The model call before it is not repeated.
+STEP_RUNS: Counter[str] = Counter()
+SUGGESTIONS: dict[str, str] = {}
+
+
+class Suggestion(BaseModel):
+    ticket_id: str
+    category: str
+    suggestion: str
+
+
+async def lookup_customer(ticket_id: str) -> dict[str, Any]:
+    STEP_RUNS["lookup"] += 1
+    if STEP_RUNS["lookup"] == 1:
+        raise ConnectionError("the CRM timed out")
+    return {"ticket_id": ticket_id, "tier": "gold"}
+
+
+async def save_suggestion(ticket_id: str, text: str) -> bool:
+    STEP_RUNS["write"] += 1
+    SUGGESTIONS[ticket_id] = text
+    return True
+
+
+async def classify_once(text: str) -> str:
+    STEP_RUNS["model"] += 1
+    return "billing" if "invoice" in text.lower() else "general"
+
+
+@app.post("/tickets/{ticket_id}/suggest", status_code=201, response_model=Suggestion)
+@durable_endpoint(client, id="suggest-reply")
+async def suggest_reply(ticket_id: str, ticket: Ticket, ctx: eagerstep.AsyncContext) -> dict[str, Any]:
+    category = await ctx.step.run("model", classify_once, ticket.text)
+    customer = await ctx.step.run("lookup", lookup_customer, ticket_id)
+    text = f"[{customer['tier']}/{category}] Thanks, we are on it."
+    await ctx.step.run("write", save_suggestion, ticket_id, text)
+    return {"ticket_id": ticket_id, "category": category, "suggestion": text}
+
+
+@app.get("/suggestions/stats")
+async def suggestion_stats() -> dict[str, int]:
+    return dict(STEP_RUNS)
 
 
 @app.get("/events/{event_id}/runs")

@@ -114,3 +114,19 @@ def test_enrich_in_both_modes(engine: Any, app: Any, mode: str) -> None:
     assert done["status"] == "Completed"
     assert done["output"] == {"record": 7, "stages": 5}
     assert engine.step_names(done) == ["fetch", "clean", "embed", "score", "store"]
+
+
+def test_durable_endpoint_answers_through_the_redirect_after_a_failing_step(engine: Any, app: Any) -> None:
+    ticket = {"ticket_id": "T-9", "text": "My invoice is wrong"}
+    first = httpx.post(f"{app.url}/tickets/T-9/suggest", json=ticket, timeout=30)
+    assert first.status_code == 302, first.text  # the lookup failed once: handed to the engine
+    final = httpx.get(first.headers["location"], timeout=30)
+    assert final.status_code == 201, final.text
+    assert final.json() == {
+        "ticket_id": "T-9",
+        "category": "billing",
+        "suggestion": "[gold/billing] Thanks, we are on it.",
+    }
+    assert httpx.get(f"{app.url}/suggestions/stats").json() == {"model": 1, "lookup": 2, "write": 1}
+    again = httpx.post(f"{app.url}/tickets/T-10/suggest", json={**ticket, "ticket_id": "T-10"}, timeout=30)
+    assert again.status_code == 201  # the lookup works now: answered in the same request

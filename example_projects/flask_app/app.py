@@ -3,6 +3,8 @@
 INNGEST_DEV=1 flask --app app run --port 5000        (with `eagerstep dev` running)
 flask --app app eagerstep send app/user.invited --data '{"email": "bob@example.com"}'
 flask --app app invite carol@example.com
+curl -L -X POST localhost:5000/summarise -H 'content-type: application/json' \
+    -d '{"text": "a long text to summarise in a few words", "email": "bob@example.com"}'
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from flask import Flask, current_app, jsonify, request
 
 import eagerstep
 from eagerstep.integrations.flask import EagerStep, current_client
+from eagerstep.integrations.flask.endpoints import durable_endpoint
 
 client = eagerstep.Client(app_id="flask-onboarding")
 
@@ -27,6 +30,7 @@ CREATE TABLE IF NOT EXISTS users (
 );
 CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, email TEXT NOT NULL, subject TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS summaries (id INTEGER PRIMARY KEY, email TEXT NOT NULL, summary TEXT NOT NULL);
 """
 
 
@@ -101,6 +105,45 @@ FUNCTIONS = [onboard_user, count_signups, invite_user]
 
 
 # ---------------------------------------------------------------------------------------------
+# A durable endpoint: an ordinary view whose steps are checkpointed in the request. The caller gets
+# its answer in the same request; if a step fails, the caller is redirected to a URL that answers
+# once the orchestrator has retried it, and the steps before it do not run again.
+
+
+def count(name: str) -> int:
+    """How many times ``name`` has run (the example's way to show what ran, and to fail once)."""
+    with db() as conn:
+        conn.execute(
+            "INSERT INTO stats (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            (name,),
+        )
+        return int(conn.execute("SELECT value FROM stats WHERE name = ?", (name,)).fetchone()[0])
+
+
+def summarise_text(text: str) -> str:
+    """Stands in for a model call: slow and costly in real life, so it must not run twice."""
+    count("step:model")
+    words = text.split()
+    return " ".join(words[:6]) + ("..." if len(words) > 6 else "")
+
+
+def lookup_user(email: str) -> dict[str, Any]:
+    """A lookup against a flaky dependency: it fails the first time it is called."""
+    if count("step:lookup") == 1:
+        raise ConnectionError("the user service timed out")
+    with db() as conn:
+        row = conn.execute("SELECT id, onboarded FROM users WHERE email = ?", (email,)).fetchone()
+    return {"email": email, "known": row is not None}
+
+
+def save_summary(email: str, summary: str) -> int:
+    count("step:write")
+    with db() as conn:
+        cursor = conn.execute("INSERT INTO summaries (email, summary) VALUES (?, ?)", (email, summary))
+        return int(cursor.lastrowid or 0)
+
+
+# ---------------------------------------------------------------------------------------------
 # The app.
 
 
@@ -137,6 +180,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         except sqlite3.IntegrityError:
             return jsonify(error=f"{email} has already signed up"), 409  # so no event is sent
         return jsonify(status="accepted", email=email), 202
+
+    @app.post("/summarise")
+    @durable_endpoint(client, id="summarise")
+    def summarise(ctx: eagerstep.Context) -> Any:
+        payload = request.get_json(silent=True) or {}
+        text, email = str(payload.get("text", "")), str(payload.get("email", ""))
+        if not text:
+            return jsonify(error="text is required"), 400
+        summary = ctx.step.run("model", summarise_text, text)
+        user = ctx.step.run("lookup", lookup_user, email)
+        summary_id = ctx.step.run("write", save_summary, email, summary)
+        return jsonify(id=summary_id, summary=summary, user=user), 201
 
     @app.get("/users")
     def users() -> Any:

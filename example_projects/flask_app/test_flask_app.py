@@ -126,3 +126,30 @@ def test_own_invite_command(engine: Any, app: Any, flask_cli: Any) -> None:
         run = engine.wait_run(engine.run_of(event_id)["run_id"])
         assert run["status"] == "Completed" and run["output"]["email"] == email
     assert "flask-onboarding-invite-user\tevent app/user.invited" in flask_cli("eagerstep", "list")
+
+
+def test_durable_endpoint_answers_through_the_redirect_after_a_failing_step(
+    engine: Any, app: Any, settings: dict[str, str]
+) -> None:
+    text = "durable endpoints keep the answer even when a step fails once"
+    # The lookup step fails once: the view hands the run to the orchestrator and redirects the
+    # caller to the run's output, which answers once the retried run completes.
+    first = httpx.post(f"{app.url}/summarise", json={"text": text, "email": "eve@example.com"}, timeout=30)
+    assert first.status_code == 302, first.text
+    final = httpx.get(first.headers["location"], timeout=30)
+    assert final.status_code == 201, final.text
+    assert final.json()["summary"] == "durable endpoints keep the answer even..."
+    stats = {
+        row: value for row, value in _stats(settings["FLASK_DATABASE"]).items() if row.startswith("step:")
+    }
+    assert stats == {"step:model": 1, "step:lookup": 2, "step:write": 1}  # the model ran once
+    # Now the dependency works: the next request answers in the same request.
+    again = httpx.post(f"{app.url}/summarise", json={"text": "short", "email": "eve@example.com"}, timeout=30)
+    assert again.status_code == 201 and again.json()["summary"] == "short"
+
+
+def _stats(database: str) -> dict[str, int]:
+    import sqlite3
+
+    with sqlite3.connect(database) as conn:
+        return dict(conn.execute("SELECT name, value FROM stats").fetchall())

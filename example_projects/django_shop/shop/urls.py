@@ -9,4 +9,6 @@ urlpatterns = [
     path("api/orders", views.api_place_order, name="api-place-order"),
     path("api/orders/<int:order_id>", views.api_order, name="api-order"),
     path("api/products", views.api_products, name="api-products"),
+    path("api/recommendations", views.api_recommend, name="api-recommend"),
+    path("api/recommendations/stats", views.api_recommend_stats, name="api-recommend-stats"),
 ]
