@@ -322,6 +322,31 @@ def markdown(results: dict[str, Any]) -> str:
             )
         add("")
 
+    # ---------------------------------------------------------------- durable endpoints
+    endpoint_rows = results.get("durable_endpoints") or []
+    if endpoint_rows:
+        add("## Durable endpoints: a 5-step view vs the plain view vs an event-triggered function (ms)")
+        add("")
+        add(
+            "`benchmarks/durable_endpoints.py`, run by `make bench`: sequential requests, median (p90),"
+            " after 20 warm-up ones. *plain view*: the same view without eagerstep; *durable endpoint*:"
+            " `@durable_endpoint` with five `step.run` calls, each checkpointed (`buffered_steps=1`);"
+            " *event-triggered function*: the same five steps as a function, event sent → run completed."
+        )
+        add("")
+        add(
+            "| app | plain view | durable endpoint | added per request | added per step"
+            " | /steps calls per request | durable, buffered_steps=10 | event-triggered function |"
+        )
+        add("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for row in endpoint_rows:
+            add(
+                f"| {LABELS.get(str(row['framework']), row['framework'])} | {row['plain']} | {row['durable']}"
+                f" | {row['added']} | {row['per_step']} | {row['steps_calls']} | {row['batched']}"
+                f" | {row['function']} |"
+            )
+        add("")
+
     # ---------------------------------------------------------------- I/O steps
     io_rows = [fw for fw in fws if _lat(results, fw, "io-std/10") or _lat(results, fw, "io-cp/10")]
     if io_rows:

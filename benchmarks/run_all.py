@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from benchmarks import report  # noqa: E402
+from benchmarks import durable_endpoints, report  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TS_APP = ROOT / "tests" / "compat" / "ts_app"
@@ -76,6 +76,7 @@ class Config:
     concurrency: int
     typescript: bool
     microbench: bool
+    endpoints: bool
     quick: bool
     engine_nodelay: bool
 
@@ -95,6 +96,7 @@ class Config:
             concurrency=args.concurrency,
             typescript=not args.no_typescript,
             microbench=not args.no_microbench,
+            endpoints=not args.no_endpoints,
             quick=quick,
             engine_nodelay=bool(args.engine_nodelay),
         )
@@ -618,6 +620,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8, help="runs in flight at most (throughput)")
     parser.add_argument("--no-typescript", action="store_true", help="skip the TypeScript SDK row")
     parser.add_argument("--no-microbench", action="store_true", help="skip checkpoint_overhead.py")
+    parser.add_argument("--no-endpoints", action="store_true", help="skip durable_endpoints.py")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument(
         "--engine-nodelay",
@@ -691,6 +694,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if config.microbench:
             log("microbenchmark (checkpoint_overhead.py)")
         results["microbench"] = microbench(config, log)
+        if config.endpoints and any(fw in config.frameworks for fw in ("flask", "fastapi")):
+            log("durable endpoints (durable_endpoints.py)")
+            try:
+                results["durable_endpoints"] = durable_endpoints.main(
+                    [
+                        "--requests",
+                        str(50 if config.quick else 300),
+                        "--frameworks",
+                        *[fw for fw in ("flask", "fastapi") if fw in config.frameworks],
+                    ]
+                )
+            except Exception as exc:
+                results["errors"]["durable_endpoints"] = f"{type(exc).__name__}: {exc}"
+                log(f"durable endpoints: FAILED: {exc}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["seconds"] = round(time.monotonic() - began, 1)

@@ -39,6 +39,7 @@ def test_smallest_benchmark_run(tmp_path: Path) -> None:
             "2",
             "--no-typescript",
             "--no-microbench",
+            "--no-endpoints",
             "--out-dir",
             str(tmp_path),
         ]
