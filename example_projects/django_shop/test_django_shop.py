@@ -178,3 +178,12 @@ def test_out_of_stock_fails_the_run_and_cancels_the_order(engine: Any, shop: Any
     assert cancelled["messages"] == ["cancelled"]
     stock = httpx.get(shop.url + "/api/products", timeout=10).json()
     assert stock["POSTER-01"]["stock"] == 2
+
+
+def test_the_shops_own_unit_tests_pass(child_env: Any, tmp_path: Path) -> None:
+    """shop/tests.py: Django TestCases driving process-order with eagerstep.testing (no engine process)."""
+    env = child_env(
+        DJANGO_SETTINGS_MODULE="shop_project.settings", SHOP_DATABASE=str(tmp_path / "unit.sqlite3")
+    )
+    out = manage(env, "test", "shop", "--no-input")
+    assert re.search(r"Ran 3 tests in [\d.]+s\s+OK", out), out
