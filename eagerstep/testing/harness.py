@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from eagerstep.core import deferred
 from eagerstep.engine.appclient import AppHttpError, AppResponse
 from eagerstep.engine.clock import ManualClock
 from eagerstep.engine.dashboard import queries
@@ -289,7 +290,9 @@ class Harness:
 
     def events(self, name: str) -> list[str]:
         """Ids of the events called ``name`` the engine received (from the test or the app), oldest
-        first: how a test finds the event its code under test sent."""
+        first: how a test finds the event its code under test sent. Deferred sends in flight
+        (``DEFER_EVENTS``: they leave after the response, from a background thread) finish first."""
+        deferred.drain(self.timeout)
         reply = self.http.get("/v1/events", params={"name": name, "limit": 1000})
         return [str(event["internal_id"]) for event in reversed(reply.json()["data"])]
 

@@ -9,6 +9,7 @@ eagerstep adapter, exactly as it would behind a server; only the socket is skipp
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +27,9 @@ class Target(Protocol):
     """An app the harness calls in process. ``path`` is where eagerstep is served (``/api/inngest``)."""
 
     path: str
+    #: The framework's test client on the same app (werkzeug's ``Client``, Starlette's
+    #: ``TestClient``, ``django.test.Client``): for requests to the app's own routes in a test.
+    client: Any
 
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> TargetReply:
         """Send one request to the app (``path`` includes the query string); return its reply."""
@@ -49,10 +53,10 @@ class WsgiTarget:
 
         self.app = app
         self.path = _normalise(path)
-        self._client = Client(app)
+        self.client = Client(app)
 
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> TargetReply:
-        response = self._client.open(path, method=method, headers=headers, data=body)
+        response = self.client.open(path, method=method, headers=headers, data=body)
         try:
             content = response.get_data()
             return TargetReply(
@@ -72,21 +76,23 @@ class AsgiTarget:
     under uvicorn)."""
 
     def __init__(self, app: Any, path: str = "/api/inngest") -> None:
-        from starlette.testclient import TestClient
+        with warnings.catch_warnings():  # newer Starlette prefers httpx2; httpx works the same here
+            warnings.filterwarnings("ignore", message=".*httpx2")
+            from starlette.testclient import TestClient
 
         self.app = app
         self.path = _normalise(path)
-        self._client = TestClient(app, base_url="http://testserver", raise_server_exceptions=False)
-        self._client.__enter__()
+        self.client = TestClient(app, base_url="http://testserver", raise_server_exceptions=False)
+        self.client.__enter__()
 
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> TargetReply:
-        response = self._client.request(method, path, headers=headers, content=body)
+        response = self.client.request(method, path, headers=headers, content=body)
         return TargetReply(
             response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content
         )
 
     def close(self) -> None:
-        self._client.__exit__(None, None, None)
+        self.client.__exit__(None, None, None)
 
 
 class DjangoTarget:
@@ -97,10 +103,10 @@ class DjangoTarget:
         from django.test import Client
 
         self.path = _normalise(path)
-        self._client = Client()
+        self.client = Client()
 
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> TargetReply:
-        response = self._client.generic(
+        response = self.client.generic(
             method,
             path,
             data=body,

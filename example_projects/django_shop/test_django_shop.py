@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -149,19 +148,6 @@ def test_order_from_the_html_form(engine: Any, shop: Any) -> None:
     assert "completed" in httpx.get(f"{shop.url}/orders/{order_id}/", timeout=10).text
 
 
-def test_a_rolled_back_order_sends_no_event(engine: Any, shop: Any) -> None:
-    before = len(engine.http.get("/v1/runs", params={"limit": 1000}).json()["data"])
-    reply = httpx.post(
-        shop.url + "/api/orders",
-        json={"email": "cy@example.com", "items": {"MUG-01": 1, "NO-SUCH-SKU": 1}},
-        timeout=10,
-    )
-    assert reply.status_code == 400
-    assert "NO-SUCH-SKU" in reply.json()["error"]
-    time.sleep(0.5)  # a deferred send would go out right after the response; give a wrong one time to show
-    assert len(engine.http.get("/v1/runs", params={"limit": 1000}).json()["data"]) == before
-
-
 def test_out_of_stock_fails_the_run_and_cancels_the_order(engine: Any, shop: Any) -> None:
     reply = httpx.post(
         shop.url + "/api/orders", json={"email": "di@example.com", "items": {"POSTER-01": 3}}, timeout=10
@@ -186,4 +172,4 @@ def test_the_shops_own_unit_tests_pass(child_env: Any, tmp_path: Path) -> None:
         DJANGO_SETTINGS_MODULE="shop_project.settings", SHOP_DATABASE=str(tmp_path / "unit.sqlite3")
     )
     out = manage(env, "test", "shop", "--no-input")
-    assert re.search(r"Ran 3 tests in [\d.]+s\s+OK", out), out
+    assert re.search(r"Ran 4 tests in [\d.]+s\s+OK", out), out

@@ -49,6 +49,18 @@ class ProcessOrderTests(TestCase):
             [Message.Kind.RECEIPT, Message.Kind.FOLLOW_UP],
         )
 
+    def test_a_rolled_back_order_sends_no_event(self) -> None:
+        with self.captureOnCommitCallbacks(execute=True):
+            reply = self.client.post(
+                "/api/orders",
+                {"email": "cy@example.com", "items": {"MUG-01": 1, "NO-SUCH-SKU": 1}},
+                content_type="application/json",
+            )
+        self.assertEqual(reply.status_code, 400)
+        self.assertIn("NO-SUCH-SKU", reply.json()["error"])
+        self.assertEqual(self.h.events(ORDER_PLACED), [])  # after any deferred send has finished
+        self.assertFalse(Order.objects.exists())
+
     def test_out_of_stock_fails_the_run_and_cancels_the_order(self) -> None:
         order = place_order("di@example.com", {"POSTER-01": 3})
         (event_id,) = self.h.events(ORDER_PLACED)
