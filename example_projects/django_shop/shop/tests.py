@@ -84,5 +84,6 @@ class ProcessOrderTests(TestCase):
 
         self.assertTrue(run.failed)
         self.assertEqual(run.step("charge").attempts, 4)  # retries=3
+        self.h.settle()  # the on_failure handler's run
         order.refresh_from_db()
         self.assertEqual(order.status, Order.Status.CANCELLED)
