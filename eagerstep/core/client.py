@@ -294,13 +294,12 @@ class Client:
         """Send one event or a list of events; return their ids.
 
         Inside a framework's deferred-send scope (e.g. a database transaction) the events are queued
-        and sent when the scope ends, and this returns ``[]``.
+        and sent when the scope ends, and this returns ``[]`` (the Django outbox: their ids).
         """
         payload = _normalise_events(events)
         scope = _deferred_scope(self)
         if scope is not None:
-            scope.add(payload)
-            return []
+            return scope.add(payload) or []
         return self.send_now(payload)
 
     def send_now(self, events: Any) -> list[str]:
@@ -320,8 +319,7 @@ class Client:
         payload = _normalise_events(events)
         scope = _deferred_scope(self)
         if scope is not None:
-            scope.add(payload)
-            return []
+            return scope.add(payload) or []
         return await self.send_now_async(payload)
 
     async def send_now_async(self, events: Any) -> list[str]:
