@@ -103,3 +103,17 @@ def test_the_command_resends_and_reports(outbox: Any, capsys: pytest.CaptureFixt
     assert "sent 1 outbox event(s)" in capsys.readouterr().out
     assert sent_ids(outbox) == ["left-behind"]
     assert OutboxEvent.objects.get().sent_at is not None
+
+
+def test_the_sweeper_resends_in_the_background(outbox: Any) -> None:
+    from eagerstep.integrations.django.sweeper import Sweeper, start_sweeper
+
+    assert start_sweeper(get_client()) is None  # OUTBOX_SWEEP_INTERVAL is not set
+    OutboxEvent.objects.create(id="swept", name="x", payload={"name": "x", "data": {}, "id": "swept"})
+    sweeper = Sweeper(get_client(), interval=0.05, min_age=0).start()
+    try:
+        assert outbox.wait_received("/e/", 1)
+    finally:
+        sweeper.stop()
+    assert sent_ids(outbox) == ["swept"]
+    assert OutboxEvent.objects.get().sent_at is not None
