@@ -324,7 +324,17 @@ class Harness:
         the wait with what it is waiting for.
         """
         kinds = AUTO_KINDS | TIMEOUT_KINDS if timeouts else AUTO_KINDS
-        run_id = self._drive(lambda: self._run_id(event_id, function), kinds, "a run of event " + event_id)
+        try:
+            run_id = self._drive(
+                lambda: self._run_id(event_id, function), kinds, "a run of event " + event_id
+            )
+        except HarnessError:
+            if self.server.run_sync(self.engine.history.is_unmatched, event_id):
+                raise HarnessError(
+                    f"event {event_id} started no run: it matched no function's trigger (the functions "
+                    f"synced: {', '.join(self.functions) or 'none'})"
+                ) from None
+            raise
         if until == "final":
             return self._drive(lambda: self._final(run_id), kinds, f"run {run_id} to end")
         if until == "idle":

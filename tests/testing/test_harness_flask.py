@@ -110,3 +110,8 @@ def test_standard_mode_steps_are_orchestrated() -> None:
         done = h.run("std/go")
     assert done.output == 2
     assert [(s.name, s.orchestrated, s.output) for s in done.steps] == [("a", True, 1), ("b", True, 2)]
+
+
+def test_an_event_nothing_listens_to_fails_the_wait_with_a_reason(h: Harness) -> None:
+    with pytest.raises(HarnessError, match=r"matched no function's trigger.*harness-flask-order"):
+        h.run("shop/ordered")  # a typo of shop/order
