@@ -35,7 +35,7 @@ from eagerstep.core import deferred
 from eagerstep.engine.appclient import AppHttpError, AppResponse
 from eagerstep.engine.clock import ManualClock
 from eagerstep.engine.dashboard import queries
-from eagerstep.engine.model import BATCH, CALL, CRON, DEBOUNCE, INVOKE_TIMEOUT, SLEEP, WAIT_TIMEOUT
+from eagerstep.engine.model import BATCH, CALL, DEBOUNCE, INVOKE_TIMEOUT, SLEEP, WAIT_TIMEOUT
 from eagerstep.engine.server import EngineServer
 from eagerstep.testing.results import RunResult, run_result
 from eagerstep.testing.targets import Target
@@ -156,7 +156,7 @@ def _idle_state(engine: Engine, kinds: frozenset[str]) -> tuple[bool, float | No
     if engine.queue.inflight:
         return False, None
     now = engine.clock.now()
-    if any(item.due_at <= now and item.kind != CRON for item in items):
+    if any(item.due_at <= now for item in items):  # due now: the dispatcher is about to start it
         return False, None
     due = [item.due_at for item in items if item.kind in kinds]
     return True, min(due) if due else None
@@ -349,11 +349,14 @@ class Harness:
         self._drive(lambda: None, kinds, "the engine to settle", settle=True)
 
     def advance(self, by: float | timedelta) -> None:
-        """Move the clock forward ``by`` (seconds or a timedelta): timers due by then fire, sleeps
-        end, an unanswered wait_for_event times out. Then :meth:`settle`."""
+        """Move the clock forward ``by`` (seconds or a timedelta) and run what is due by then: a
+        sleep that ends, a wait_for_event that times out. Timers due later stay pending (this
+        does not skip ahead as :meth:`settle` and :meth:`wait` do)."""
         seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
         self.clock.advance(seconds)
-        self.settle()
+        self._drive(lambda: None, frozenset(), f"what is due after {seconds:g}s", settle=True)
 
     @contextmanager
     def failing(
@@ -441,6 +444,7 @@ class Harness:
         self, done: Callable[[], T | None], kinds: frozenset[str], what: str, *, settle: bool = False
     ) -> T:
         deadline = time.monotonic() + self.timeout
+        drained = False
         while True:
             try:
                 call = self._calls.pending.get(timeout=0.002)
@@ -448,12 +452,17 @@ class Harness:
                 call = None
             if call is not None:
                 self._serve(call)
+                drained = False
                 continue
             value = done()
             if value is not None and not settle:
                 return value
             idle, due = self.server.run_sync(_idle_state, self.engine, kinds)
             if idle and self._calls.pending.empty():
+                if not drained:  # events the app sends after a response (DEFER_EVENTS, the outbox)
+                    deferred.drain(self.timeout)
+                    drained = True
+                    continue
                 if due is not None:
                     self.clock.set(due)
                     continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -115,3 +116,13 @@ def test_standard_mode_steps_are_orchestrated() -> None:
 def test_an_event_nothing_listens_to_fails_the_wait_with_a_reason(h: Harness) -> None:
     with pytest.raises(HarnessError, match=r"matched no function's trigger.*harness-flask-order"):
         h.run("shop/ordered")  # a typo of shop/order
+
+
+def test_advance_moves_the_clock_by_hand(h: Harness) -> None:
+    event_id = h.send("shop/order", {"id": 11})
+    assert h.wait(event_id, until="idle").waiting_for == ["shop/approved"]
+    h.advance(timedelta(hours=23))
+    assert h.result(h.runs(event_id)[0].run_id).status == "Running"  # the wait has an hour left
+    h.advance(timedelta(hours=1, seconds=1))
+    done = h.result(h.runs(event_id)[0].run_id)
+    assert done.completed and done.output == {"receipt": "charged 11", "approved": False}
