@@ -30,6 +30,9 @@ NOT_RUN = {
     ("django.md", "# shop/views.py"): "a module of a Django app: imported in one by the test below",
     ("ai.md", "import os"): "needs real model API keys in the environment",
     ("durable-endpoints.md", "# shop/views.py"): "a Django app's views module: tests/endpoints runs them",
+    ("testing.md", "# shop/tests.py"): (
+        "a Django app's tests.py: tests/testing/test_docs_testing.py runs it inside the example shop"
+    ),
     ("ai.md", "# fake_model.py: python fake_model.py  (listens on 127.0.0.1:9100)"): (
         "a server that runs until stopped; tests/engine/test_step_ai.py runs the same flow"
     ),

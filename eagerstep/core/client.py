@@ -10,7 +10,8 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 
 import httpx
@@ -18,6 +19,7 @@ import httpx
 from eagerstep._version import __version__
 from eagerstep.core import protocol
 from eagerstep.core.checkpoint import Checkpointing
+from eagerstep.core.config import KEYS as CONFIG_KEYS
 from eagerstep.core.config import Settings, SettingsResolver, SettingsSource
 from eagerstep.core.errors import ConfigurationError, EventSendError
 from eagerstep.core.function import Cron, Event, Function
@@ -165,6 +167,22 @@ class Client:
         """Forget resolved settings; the next use resolves them again."""
         self._resolver.reload()
 
+    @contextmanager
+    def override_settings(self, **values: object) -> Iterator[None]:
+        """Settings (``DEV="http://127.0.0.1:8288"``, ``API_BASE_URL=...``: the keys of the settings
+        table) that win over every other source while the block runs; ``eagerstep.testing`` points
+        a client at its engine this way."""
+        unknown = set(values) - set(CONFIG_KEYS)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown settings {sorted(unknown)}; the keys are {', '.join(CONFIG_KEYS)}"
+            )
+        self._resolver.set_overrides(values)
+        try:
+            yield
+        finally:
+            self._resolver.set_overrides({})
+
     @property
     def is_dev(self) -> bool:
         return self.settings.dev
@@ -276,13 +294,12 @@ class Client:
         """Send one event or a list of events; return their ids.
 
         Inside a framework's deferred-send scope (e.g. a database transaction) the events are queued
-        and sent when the scope ends, and this returns ``[]``.
+        and sent when the scope ends, and this returns ``[]`` (the Django outbox: their ids).
         """
         payload = _normalise_events(events)
         scope = _deferred_scope(self)
         if scope is not None:
-            scope.add(payload)
-            return []
+            return scope.add(payload) or []
         return self.send_now(payload)
 
     def send_now(self, events: Any) -> list[str]:
@@ -302,8 +319,7 @@ class Client:
         payload = _normalise_events(events)
         scope = _deferred_scope(self)
         if scope is not None:
-            scope.add(payload)
-            return []
+            return scope.add(payload) or []
         return await self.send_now_async(payload)
 
     async def send_now_async(self, events: Any) -> list[str]:

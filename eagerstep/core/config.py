@@ -141,6 +141,7 @@ class SettingsResolver:
 
     def __init__(self, explicit: Mapping[str, object]) -> None:
         self._explicit = {k: v for k, v in explicit.items() if v is not None}
+        self._overrides: dict[str, object] = {}
         self._source: SettingsSource | None = None
         self._cached: Settings | None = None
         self._lock = threading.Lock()
@@ -155,8 +156,16 @@ class SettingsResolver:
         with self._lock:
             self._cached = None
 
+    def set_overrides(self, values: Mapping[str, object]) -> None:
+        """Values that win over every source (``Client.override_settings``); empty: none."""
+        with self._lock:
+            self._overrides = {k: v for k, v in values.items() if v is not None}
+            self._cached = None
+
     def lookup(self, key: str) -> object | None:
-        """One value from explicit args, the framework source, then the environment."""
+        """One value from overrides, explicit args, the framework source, then the environment."""
+        if key in self._overrides:
+            return self._overrides[key]
         if key in self._explicit:
             return self._explicit[key]
         source = self._source

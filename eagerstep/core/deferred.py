@@ -9,6 +9,10 @@ on failure it calls :meth:`DeferredScope.discard` and nothing is sent.
 What is lost: events live in process memory until the send succeeds. If the process dies after the
 commit and before the event API accepted them (or every retry fails), they are gone; the failure is
 logged on the ``eagerstep`` logger with the event names.
+
+A durable alternative plugs in with :func:`set_route`: a client's route is asked first, and may
+return a scope of its own (the Django outbox writes the events to a table in the caller's
+transaction, so a crash after the commit cannot lose them).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import random
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
@@ -41,8 +46,37 @@ _scopes: contextvars.ContextVar[tuple[DeferredScope, ...]] = contextvars.Context
 )
 
 
-def active_scope(client: object | None = None) -> DeferredScope | None:
-    """The innermost open scope for ``client`` (any client when None), or None: send now."""
+class Scope(Protocol):
+    """What ``Client.send`` hands events to instead of sending them: ``add`` returns their ids, or
+    None when it cannot know them yet."""
+
+    def add(self, events: Any) -> list[str] | None: ...
+
+
+Route = Callable[[], "Scope | None"]
+"""Asked on every send of its client: a scope that takes the events (e.g. an outbox), or None."""
+
+_routes: weakref.WeakKeyDictionary[Any, Route] = weakref.WeakKeyDictionary()
+
+
+def set_route(client: object, route: Route | None) -> None:
+    """Install (or with None remove) ``client``'s route, asked before any deferred scope."""
+    if route is None:
+        _routes.pop(client, None)
+    else:
+        _routes[client] = route
+
+
+def active_scope(client: object | None = None) -> Scope | None:
+    """Where ``client``'s events go instead of the event API: its route's scope if the route gives
+    one, else the innermost open deferred scope for ``client`` (any client when None), else None:
+    send now."""
+    if client is not None:
+        route = _routes.get(client)
+        if route is not None:
+            routed = route()
+            if routed is not None:
+                return routed
     for scope in reversed(_scopes.get()):
         if scope.state == "open" and (client is None or scope.client is client):
             return scope
@@ -71,7 +105,7 @@ class DeferredScope:
         self._lock = threading.Lock()
         self.deliveries: list[Future[list[str]]] = []
 
-    def add(self, events: Any) -> None:
+    def add(self, events: Any) -> list[str] | None:
         """Hold ``events`` (one event or a list) until commit. Each dict event without an ``id`` gets one,
         so a retried send is deduplicated by the event API instead of triggering runs twice."""
         batch = [_with_id(event) for event in (events if isinstance(events, (list, tuple)) else [events])]
@@ -79,6 +113,7 @@ class DeferredScope:
             self._release(batch)
         else:
             self._hold(lambda: self._release(batch))
+        return None
 
     @property
     def pending(self) -> list[Any]:
@@ -198,6 +233,11 @@ _executor_lock = threading.Lock()
 _in_flight: set[Future[list[str]]] = set()
 
 
+def submit(fn: Callable[[list[Any]], list[str]], batch: list[Any]) -> Future[list[str]]:
+    """Run ``fn(batch)`` on the deferred-send threads (waited for by :func:`drain` at shutdown)."""
+    return _submit(fn, batch)
+
+
 def _submit(fn: Callable[[list[Any]], list[str]], batch: list[Any]) -> Future[list[str]]:
     global _executor, _executor_pid
     with _executor_lock:
@@ -218,4 +258,15 @@ def drain(timeout: float = 5.0) -> None:
     futures_wait(list(_in_flight), timeout=timeout)
 
 
-__all__: Sequence[str] = ["DeferredScope", "active_scope", "close_scope", "deferred", "drain", "open_scope"]
+__all__: Sequence[str] = [
+    "DeferredScope",
+    "Route",
+    "Scope",
+    "active_scope",
+    "close_scope",
+    "deferred",
+    "drain",
+    "open_scope",
+    "set_route",
+    "submit",
+]

@@ -90,32 +90,6 @@ def test_ticket_waits_for_approval_then_sends(engine: Any, app: Any) -> None:
     assert all(isinstance(s["ms"], float) for s in view["steps"])
 
 
-def test_flagged_draft_is_escalated_without_waiting(engine: Any, app: Any) -> None:
-    (event_id,) = post(app.url + "/tickets", {"ticket_id": "T-2", "text": "I want a refund"})["event_ids"]
-    done = engine.wait_run(engine.run_of(event_id)["run_id"])
-    assert done["status"] == "Completed", done
-    assert done["output"] == {"ticket_id": "T-2", "status": "escalated", "flags": ["refund"]}
-    assert "wait-for-approval" not in engine.step_names(done)
-
-
-def test_rejected_draft_is_not_sent(engine: Any, app: Any) -> None:
-    (event_id,) = post(app.url + "/tickets", {"ticket_id": "T-3", "text": "Hello"})["event_ids"]
-    run_id = engine.run_of(event_id)["run_id"]
-    engine.wait_run(run_id, lambda r: any(t["kind"] == "wait_timeout" for t in engine.timers(r["run_id"])))
-    post(app.url + "/tickets/T-3/review", {"approved": False})
-    done = engine.wait_run(run_id)
-    assert done["output"] == {"ticket_id": "T-3", "status": "not sent"}
-
-
-@pytest.mark.parametrize("mode", ["standard", "checkpointing"])
-def test_enrich_in_both_modes(engine: Any, app: Any, mode: str) -> None:
-    reply = engine.http.post("/e/dev", json={"name": f"demo/enrich.{mode}", "data": {"id": 7}})
-    done = engine.wait_run(engine.run_of(reply.json()["ids"][0])["run_id"])
-    assert done["status"] == "Completed"
-    assert done["output"] == {"record": 7, "stages": 5}
-    assert engine.step_names(done) == ["fetch", "clean", "embed", "score", "store"]
-
-
 def test_durable_endpoint_answers_through_the_redirect_after_a_failing_step(engine: Any, app: Any) -> None:
     ticket = {"ticket_id": "T-9", "text": "My invoice is wrong"}
     first = httpx.post(f"{app.url}/tickets/T-9/suggest", json=ticket, timeout=30)

@@ -15,7 +15,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from eagerstep.integrations.django import discovery
 from eagerstep.integrations.django.conf import CLIENT_KEYS, DEFAULTS
 
-TEXT_KEYS = ("APP_ID", "CLIENT", "DURABLE_MODULE", "DEFER_DATABASE", *CLIENT_KEYS)
+TEXT_KEYS = ("APP_ID", "CLIENT", "DURABLE_MODULE", "DEFER_DATABASE", "OUTBOX_DATABASE", *CLIENT_KEYS)
 STRING_KEYS = [key for key in TEXT_KEYS if key not in ("DEV", "CHECKPOINTING")]
 HINTS = {
     "E001": 'For example EAGERSTEP = {"APP_ID": "shop"}.',

@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "DURABLE_MODULE": "durable",
     "DEFER_EVENTS": False,
     "DEFER_DATABASE": "default",
+    "OUTBOX": False,  # events sent inside transaction.atomic() go through the eagerstep_outbox table
+    "OUTBOX_DATABASE": None,  # default: DEFER_DATABASE
+    "OUTBOX_SWEEP_INTERVAL": None,  # seconds: a thread in each serving process resends unsent rows
     "MAX_BODY_BYTES": DEFAULT_MAX_BODY_BYTES,
     **dict.fromkeys(CLIENT_KEYS),
 }
@@ -82,6 +85,10 @@ def get_client() -> Client:
                     )
                 client = Client(app_id=app_id)
             client.set_settings_source(eagerstep_settings.source)
+            from eagerstep.core import deferred
+            from eagerstep.integrations.django import outbox
+
+            deferred.set_route(client, outbox.route(client))  # idle unless EAGERSTEP["OUTBOX"]
             _client, _client_origin = client, _origin()
         return _client
 

@@ -2,7 +2,8 @@
 
 With ``EAGERSTEP["DEFER_EVENTS"] = True``, events sent while a request is handled go out only if the
 response is a success (status < 400) and, for events sent inside ``transaction.atomic()``, only once
-that transaction commits: a rolled-back block sends nothing.
+that transaction commits: a rolled-back block sends nothing. With ``OUTBOX_SWEEP_INTERVAL`` (and
+``OUTBOX``) it starts the outbox sweeper when the server loads the middleware.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class EagerStepMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
+        if eagerstep_settings.OUTBOX and eagerstep_settings.OUTBOX_SWEEP_INTERVAL:
+            from eagerstep.integrations.django import sweeper
+
+            sweeper.start_sweeper(get_client())  # in the serving process, once it loads middleware
         if self.is_async:
             markcoroutinefunction(self)
 
