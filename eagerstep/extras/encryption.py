@@ -11,7 +11,8 @@ The wire format is the official SDKs' (inngest-py's ``inngest_encryption``, inng
 ``{"__ENCRYPTED__": true, "__STRATEGY__": "inngest/libsodium", "data": "<base64>"}`` where the base64
 (standard alphabet, padded) is a 24-byte nonce followed by libsodium ``crypto_secretbox`` (XSalsa20-
 Poly1305) of the value's JSON; a text key becomes the 32-byte secretbox key through BLAKE2b-256
-(libsodium ``crypto_generichash``), a 32-byte ``bytes`` key is used as it is. So a run can move
+(libsodium ``crypto_generichash``), a ``bytes`` key is 32 raw bytes or 64 hex digits (as
+inngest-py reads a ``bytes`` key). So a run can move
 between services using either SDK with the same key.
 
 What is encrypted: every ``step.run`` output but ``null`` and the function's result (whole), and
@@ -57,18 +58,22 @@ class DecryptionError(Exception):
 
 
 def _box(key: Key) -> nacl.secret.SecretBox:
+    size = nacl.secret.SecretBox.KEY_SIZE
     if isinstance(key, str):
         text = key.strip()
         if not text:
             raise ConfigurationError("an encryption key is empty")
-        raw = nacl.hash.generichash(
-            text.encode("utf-8"), digest_size=nacl.secret.SecretBox.KEY_SIZE, encoder=RawEncoder
-        )
+        raw = nacl.hash.generichash(text.encode("utf-8"), digest_size=size, encoder=RawEncoder)
+    elif len(key) == 2 * size:  # hex, as inngest-py takes a bytes key
+        try:
+            raw = bytes.fromhex(bytes(key).decode("ascii"))
+        except ValueError as exc:
+            raise ConfigurationError(f"a {2 * size}-byte encryption key must be hex: {exc}") from exc
     else:
         raw = bytes(key)
-    if len(raw) != nacl.secret.SecretBox.KEY_SIZE:
+    if len(raw) != size:
         raise ConfigurationError(
-            f"a bytes encryption key must be {nacl.secret.SecretBox.KEY_SIZE} bytes long"
+            f"a bytes encryption key must be {size} bytes long (or {2 * size} hex digits), not {len(key)}"
         )
     return nacl.secret.SecretBox(raw)
 
