@@ -90,7 +90,7 @@ class FunctionInput:
     steps: dict[str, Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class StepInfo:
     """One step, as the hooks see it."""
 
@@ -115,7 +115,7 @@ class StepInfo:
     parallel: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class StepResult:
     """How a step ended: its output (as recorded: JSON data) or its error."""
 
@@ -437,18 +437,31 @@ class HookedRunState(RunState):
         self._last = (hashed, step_id, kind, index)
         return hashed, index
 
-    def _info(self, hashed: str, step_id: str, kind: str, index: int, **flags: bool) -> StepInfo:
+    def _info(
+        self,
+        hashed: str,
+        step_id: str,
+        kind: str,
+        index: int,
+        memoised: bool = False,
+        executed: bool = False,
+        checkpointed: bool = False,
+        parallel: bool = False,
+    ) -> StepInfo:
+        run = self.info
+        if run is None:  # pragma: no cover - enter() runs first
+            run = self._run()
         return StepInfo(
-            run=self._run(),
-            id=step_id,
-            hashed_id=hashed,
-            index=index,
-            kind=kind,
-            memoised=flags.get("memoised", False),
-            executed=flags.get("executed", False),
-            checkpointed=flags.get("checkpointed", False),
-            attempt=self.attempt,
-            parallel=self.in_parallel or flags.get("parallel", False),
+            run,
+            step_id,
+            hashed,
+            index,
+            kind,
+            memoised,
+            executed,
+            checkpointed,
+            self.attempt,
+            self.in_parallel or parallel,
         )
 
     def lookup(self, hashed: str) -> Any:
