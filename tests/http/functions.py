@@ -266,4 +266,6 @@ mw_flow_standard = _middleware["mw_flow_standard"]
 mw_parallel = _middleware["mw_parallel"]
 mw_parallel_async = _middleware["mw_parallel_async"]
 mw_fails = _middleware["mw_fails"]
+mw_wait = _middleware["mw_wait"]
+mw_nested = _middleware["mw_nested"]
 FUNCTIONS += _middleware.values()

@@ -14,6 +14,8 @@ from eagerstep.core.function import Function
 
 #: (run id, step name) -> how many times its body ran
 BODIES: Counter[tuple[str, str]] = Counter()
+#: the OpenTelemetry tracer mw-nested's step uses (the test puts one here)
+TRACERS: list[Any] = []
 _lock = threading.Lock()
 
 
@@ -103,7 +105,25 @@ def define(client: eagerstep.Client) -> dict[str, Function[Any]]:
         """A step that fails on every attempt, not caught: the run fails."""
         ctx.step.run("doomed", _body, ctx.run_id, "doomed", ctx.attempt, ctx.attempt)
 
+    @client.function(id="mw-wait", trigger=eagerstep.Event("test/mw-wait"))
+    def mw_wait(ctx: eagerstep.Context) -> Any:
+        """Wait for an event; return its data as the code sees it."""
+        got = ctx.step.wait_for_event("reply", event="test/mw-reply", timeout="1m")
+        return None if got is None else got.data
+
+    @client.function(id="mw-nested", trigger=eagerstep.Event("test/mw-nested"))
+    def mw_nested(ctx: eagerstep.Context) -> str:
+        """A step whose code makes a span of its own (with the tracer a test puts in TRACERS)."""
+
+        def traced() -> str:
+            with TRACERS[-1].start_as_current_span("inside the step"):
+                return "traced"
+
+        return ctx.step.run("outer", traced)
+
     return {
+        "mw_wait": mw_wait,
+        "mw_nested": mw_nested,
         "mw_flow": mw_flow,
         "mw_flow_async": mw_flow_async,
         "mw_flow_standard": mw_flow_standard,

@@ -133,3 +133,21 @@ def test_a_rotated_key_opens_what_the_old_one_sealed(
         assert again.status == "failed" and "no encryption key opens this value" in str(again.error)
     finally:
         fn.middleware.clear()
+
+
+def test_a_waited_for_events_encrypted_field_is_decrypted(
+    http_client: HttpClient, orchestrator: RecordingOrchestrator
+) -> None:
+    functions.mw_wait.middleware.append(EncryptionMiddleware("k1"))
+    try:
+        reply = {"name": "test/mw-reply", "data": {"encrypted": official_encrypt({"ok": True}, "k1"), "n": 1}}
+        result = drive(
+            http_client.handle,
+            functions.mw_wait.fully_qualified_id,
+            orchestrator=orchestrator,
+            wait_for_event={"reply": reply},
+        )
+    finally:
+        functions.mw_wait.middleware.clear()
+    assert result.completed, result.error
+    assert official_decrypt(result.output, "k1") == {"encrypted": {"ok": True}, "n": 1}

@@ -19,6 +19,7 @@ from eagerstep.core.function import Function
 from eagerstep.extras.otel import OpenTelemetryMiddleware
 from tests.http import functions
 from tests.http.clients.base import HttpClient
+from tests.http.middleware_functions import TRACERS
 from tests.support.driver import drive
 from tests.support.orchestrator import RecordingOrchestrator
 from tests.support.requests import wire_event
@@ -125,3 +126,33 @@ def test_without_traceparent_a_run_starts_its_own_trace(
         if s.name.startswith("eagerstep.run ") and _attrs(s)["eagerstep.run_id"] == result.run_id
     ]
     assert runs and all(s.parent is None for s in runs)
+
+
+def test_spans_made_in_a_steps_code_are_its_children(
+    http_client: HttpClient, orchestrator: RecordingOrchestrator
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    middleware = OpenTelemetryMiddleware(tracer_provider=provider)
+    functions.mw_nested.middleware.append(middleware)
+    TRACERS.append(provider.get_tracer("test"))
+    try:
+        result = drive(http_client.handle, functions.mw_nested.fully_qualified_id, orchestrator=orchestrator)
+    finally:
+        TRACERS.clear()
+        functions.mw_nested.middleware.clear()
+        provider.shutdown()
+    assert result.completed and result.output == "traced"
+    by_name = {s.name: s for s in exporter.get_finished_spans()}
+    inside, step, run = (
+        by_name["inside the step"],
+        by_name["eagerstep.step outer"],
+        by_name["eagerstep.run mw-nested"],
+    )
+    assert (
+        inside.parent is not None
+        and step.context is not None
+        and inside.parent.span_id == step.context.span_id
+    )
+    assert step.parent is not None and run.context is not None and step.parent.span_id == run.context.span_id
