@@ -192,6 +192,11 @@ class Middleware:
         The function's code keeps the original value."""
         return output
 
+    def transform_invoke_data(self, step: StepInfo, data: Any) -> Any:
+        """The data of ``ctx.step.invoke`` (JSON data: the invoked function's event data) on its
+        way to the orchestrator; return what to send."""
+        return data
+
     # -- events and failures ----------------------------------------------------------------
 
     def before_send_events(self, events: list[dict[str, Any]]) -> None:
@@ -215,6 +220,7 @@ _HOOKS = (
     "before_step",
     "after_step",
     "transform_step_output",
+    "transform_invoke_data",
     "before_send_events",
     "after_send_events",
     "on_failure",
@@ -244,6 +250,7 @@ class Chain:
         self.before_step = bound["before_step"]
         self.after_step = bound["after_step"]
         self.transform_step_output = bound["transform_step_output"]
+        self.transform_invoke_data = bound["transform_invoke_data"]
         self.before_send_events = bound["before_send_events"]
         self.after_send_events = bound["after_send_events"]
         self.on_failure = bound["on_failure"]
@@ -572,9 +579,24 @@ class HookedRunState(RunState):
         return super().run_failed(hashed, step_id, index, exc)
 
     def new_async_op(self, step_id: str, op: dict[str, Any]) -> Any:
+        if self.chain.transform_invoke_data and op.get("op") == protocol.Opcode.INVOKE_FUNCTION.value:
+            op = self._invoke_data(step_id, op)
         if self.target_step is None and not self.in_parallel:
             self._scheduled(op)
         return super().new_async_op(step_id, op)
+
+    def _invoke_data(self, step_id: str, op: dict[str, Any]) -> dict[str, Any]:
+        opts = op.get("opts")
+        payload = opts.get("payload") if isinstance(opts, dict) else None
+        if not isinstance(opts, dict) or not isinstance(payload, dict):
+            return op
+        last = self._last
+        index = last[3] if last[0] == op.get("id") else 0
+        info = self._info(str(op.get("id")), step_id, "invoke", index)
+        data = payload.get("data")
+        for hook in self.chain.transform_invoke_data:
+            data = hook(info, data)
+        return {**op, "opts": {**opts, "payload": {**payload, "data": data}}}
 
     def parallel_done(self, planned: list[dict[str, Any]], skipped: int) -> None:
         if self.target_step is None:

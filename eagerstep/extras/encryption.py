@@ -16,10 +16,10 @@ inngest-py reads a ``bytes`` key). So a run can move
 between services using either SDK with the same key.
 
 What is encrypted: every ``step.run`` output but ``null`` and the function's result (whole), and
-in events sent (``client.send``, ``ctx.step.send_event``) only the ``data["encrypted"]`` field (the
-rest of the data stays readable so that the orchestrator can match, filter and key on it). What is
-decrypted: recorded steps (including a ``wait_for_event`` event's encrypted field), the triggering
-event(s)' encrypted field (or data encrypted whole). Not encrypted: errors, and ``invoke`` data.
+in events sent (``client.send``, ``ctx.step.send_event``) and ``ctx.step.invoke`` data only the
+``data["encrypted"]`` field (the rest stays readable so that the orchestrator can match, filter and
+key on it). What is decrypted: recorded steps (including a ``wait_for_event`` event's encrypted
+field), the triggering event(s)' encrypted field (or data encrypted whole). Not encrypted: errors.
 """
 
 from __future__ import annotations
@@ -223,6 +223,14 @@ class EncryptionMiddleware(Middleware):
         if self.decrypt_only or output is None:
             return output
         return self._seal(output, self._keys(run.function.client))
+
+    def transform_invoke_data(self, step: StepInfo, data: Any) -> Any:
+        if self.decrypt_only or not isinstance(data, dict) or self.event_field not in data:
+            return data
+        if is_encrypted(data[self.event_field]):
+            return data
+        boxes = self._keys(step.run.function.client)
+        return {**data, self.event_field: self._seal(data[self.event_field], boxes)}
 
     def before_send_events(self, events: list[dict[str, Any]]) -> None:
         if self.decrypt_only:

@@ -268,4 +268,5 @@ mw_parallel_async = _middleware["mw_parallel_async"]
 mw_fails = _middleware["mw_fails"]
 mw_wait = _middleware["mw_wait"]
 mw_nested = _middleware["mw_nested"]
+mw_invoke = _middleware["mw_invoke"]
 FUNCTIONS += _middleware.values()

@@ -121,7 +121,14 @@ def define(client: eagerstep.Client) -> dict[str, Function[Any]]:
 
         return ctx.step.run("outer", traced)
 
+    @client.function(id="mw-invoke", trigger=eagerstep.Event("test/mw-invoke"))
+    def mw_invoke(ctx: eagerstep.Context) -> Any:
+        return ctx.step.invoke(
+            "call", function="conformance-steps", data={"encrypted": {"card": "4111"}, "plain": 2}
+        )
+
     return {
+        "mw_invoke": mw_invoke,
         "mw_wait": mw_wait,
         "mw_nested": mw_nested,
         "mw_flow": mw_flow,

@@ -151,3 +151,23 @@ def test_a_waited_for_events_encrypted_field_is_decrypted(
         functions.mw_wait.middleware.clear()
     assert result.completed, result.error
     assert official_decrypt(result.output, "k1") == {"encrypted": {"ok": True}, "n": 1}
+
+
+def test_invoke_data_has_its_encrypted_field_sealed(
+    http_client: HttpClient, orchestrator: RecordingOrchestrator
+) -> None:
+    functions.mw_invoke.middleware.append(EncryptionMiddleware("k1"))
+    try:
+        result = drive(
+            http_client.handle,
+            functions.mw_invoke.fully_qualified_id,
+            orchestrator=orchestrator,
+            invoke={"call": {"data": {"done": True}}},
+        )
+    finally:
+        functions.mw_invoke.middleware.clear()
+    assert result.completed, result.error
+    [op] = [op for op in result.ops if op["op"] == "InvokeFunction"]
+    data = op["opts"]["payload"]["data"]
+    assert data["plain"] == 2 and "4111" not in json.dumps(data)
+    assert official_decrypt(data["encrypted"], "k1") == {"card": "4111"}
