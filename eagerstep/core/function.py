@@ -212,6 +212,10 @@ class Function(Generic[R]):
         #: This function's own middleware (after the client's: see :meth:`middleware_chain`).
         self.middleware: list[Middleware] = list(middleware or ())
         self._chain: tuple[tuple[int, ...], Chain] | None = None
+        if self.middleware:
+            from eagerstep.core.middleware import Chain
+
+            Chain(self.middleware)  # checks the items now, not at the first request
         self.on_failure: Function[Any] | None = None
         if on_failure is not None:
             self.on_failure = Function(

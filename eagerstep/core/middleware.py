@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eagerstep.core import protocol
-from eagerstep.core.execution import Outcome, RunState, _Interrupt
+from eagerstep.core.execution import Outcome, RunState, _Interrupt, _loads, serialise
 from eagerstep.core.parallel import _Pending
 
 if TYPE_CHECKING:
@@ -417,8 +417,6 @@ class HookedRunState(RunState):
         if self.chain.transform_output:
             run = self._run()
             try:
-                from eagerstep.core.execution import _loads, serialise
-
                 data = _loads(serialise(value))
                 for hook in self.chain.transform_output:
                     data = hook(run, data)
