@@ -332,4 +332,4 @@ def test_client_middleware_sees_sent_events_and_runs_before_a_functions_own(
     with pytest.raises(TypeError, match="Middleware instances"):
         eagerstep.Client(app_id="x", middleware=[object()])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="Middleware instances"):
-        client.function(id="g", trigger=eagerstep.Event("t"), middleware=[Named])  # type: ignore[list-item]
+        client.function(id="g", trigger=eagerstep.Event("t"), middleware=[Named])(f.handler)  # type: ignore[list-item]
