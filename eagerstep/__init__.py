@@ -13,6 +13,7 @@ from eagerstep.core.errors import (
     StepUsageError,
 )
 from eagerstep.core.function import Cron, Event, Function
+from eagerstep.core.middleware import Middleware
 from eagerstep.core.steps import AsyncContext, Context
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Event",
     "EventSendError",
     "Function",
+    "Middleware",
     "NonRetriableError",
     "RetryAfterError",
     "StepError",

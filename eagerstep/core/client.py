@@ -23,6 +23,7 @@ from eagerstep.core.config import KEYS as CONFIG_KEYS
 from eagerstep.core.config import Settings, SettingsResolver, SettingsSource
 from eagerstep.core.errors import ConfigurationError, EventSendError
 from eagerstep.core.function import Cron, Event, Function
+from eagerstep.core.middleware import Chain, Middleware, send_with_hooks, send_with_hooks_async
 
 SDK_HEADER = f"{protocol.SDK_NAME}:v{__version__}"
 
@@ -130,6 +131,7 @@ class Client:
         serve_path: str | None = None,
         checkpointing: bool | Checkpointing | None = None,
         logger: logging.Logger | None = None,
+        middleware: Sequence[Middleware] | None = None,
     ) -> None:
         if not app_id or not isinstance(app_id, str):
             raise ConfigurationError("Client(app_id=...) needs a non-empty string")
@@ -151,6 +153,10 @@ class Client:
         )
         self.logger = logger or logging.getLogger("eagerstep")
         self.functions: list[Function[Any]] = []
+        #: Middleware of every function of this client (each function may add its own).
+        self.middleware: list[Middleware] = list(middleware or ())
+        Chain(self.middleware)  # checks the items now
+        self._send_chain: tuple[tuple[int, ...], Chain] | None = None
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -183,6 +189,18 @@ class Client:
         finally:
             self._resolver.set_overrides({})
 
+    def setting(self, key: str) -> object | None:
+        """One setting by its key (``"ENCRYPTION_KEY"``...), from the same sources as the others:
+        explicit argument, framework settings, ``INNGEST_*`` environment; None when unset."""
+        return self._resolver.lookup(key)
+
+    def _chain(self) -> Chain:
+        key = tuple(id(item) for item in self.middleware)
+        cached = self._send_chain
+        if cached is None or cached[0] != key:
+            cached = self._send_chain = (key, Chain(self.middleware))
+        return cached[1]
+
     @property
     def is_dev(self) -> bool:
         return self.settings.dev
@@ -209,6 +227,7 @@ class Client:
         idempotency: str | None = None,
         checkpointing: bool | Checkpointing | None = None,
         parallel: str = "eager",
+        middleware: Sequence[Middleware] | None = None,
     ) -> Callable[[Callable[..., Any]], Function[Any]]:
         """Decorate a ``def`` or ``async def`` handler taking a ``Context`` as a durable function."""
 
@@ -233,6 +252,7 @@ class Client:
                 idempotency=idempotency,
                 checkpointing=checkpointing,
                 parallel=parallel,
+                middleware=middleware,
             )
             self.functions.append(fn)
             return fn
@@ -302,11 +322,18 @@ class Client:
             return scope.add(payload) or []
         return self.send_now(payload)
 
-    def send_now(self, events: Any) -> list[str]:
-        """Send at once, ignoring any deferred-send scope."""
+    def send_now(self, events: Any, *, middleware: Chain | None = None) -> list[str]:
+        """Send at once, ignoring any deferred-send scope (through ``middleware``: by default the
+        client's; a run passes its function's)."""
         payload = _normalise_events(events)
         if not payload:
             return []
+        chain = self._chain() if middleware is None else middleware
+        if chain:
+            return send_with_hooks(chain, payload, lambda: self._post_events(payload))
+        return self._post_events(payload)
+
+    def _post_events(self, payload: list[dict[str, Any]]) -> list[str]:
         url = self._event_url()
         try:
             response = http_client().post(url, content=protocol.dumps(payload), headers=self._send_headers())
@@ -322,10 +349,16 @@ class Client:
             return scope.add(payload) or []
         return await self.send_now_async(payload)
 
-    async def send_now_async(self, events: Any) -> list[str]:
+    async def send_now_async(self, events: Any, *, middleware: Chain | None = None) -> list[str]:
         payload = _normalise_events(events)
         if not payload:
             return []
+        chain = self._chain() if middleware is None else middleware
+        if chain:
+            return await send_with_hooks_async(chain, payload, lambda: self._post_events_async(payload))
+        return await self._post_events_async(payload)
+
+    async def _post_events_async(self, payload: list[dict[str, Any]]) -> list[str]:
         url = self._event_url()
         try:
             response = await async_http_client().post(

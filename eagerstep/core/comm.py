@@ -27,7 +27,7 @@ import httpx
 from pydantic import ValidationError
 
 from eagerstep._version import __version__
-from eagerstep.core import checkpoint, execution, protocol, signing, transport
+from eagerstep.core import checkpoint, execution, middleware, protocol, signing, transport
 from eagerstep.core.messages import Request, Response
 
 if TYPE_CHECKING:
@@ -506,9 +506,10 @@ class CommHandler:
             and bool(call.ctx.fn_id)
             and not call.ctx.disable_immediate_execution
         )
-        state = execution.RunState(
+        state = middleware.new_run_state(
             function,
             call,
+            request.headers,
             target_step=target,
             checkpointing=config if checkpointed else None,
             started=started,

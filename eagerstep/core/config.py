@@ -31,6 +31,8 @@ ENV_VARS: Mapping[str, str] = {
     "SERVE_ORIGIN": "INNGEST_SERVE_ORIGIN",
     "SERVE_PATH": "INNGEST_SERVE_PATH",
     "ENV": "INNGEST_ENV",
+    "ENCRYPTION_KEY": "INNGEST_ENCRYPTION_KEY",
+    "ENCRYPTION_KEY_FALLBACK": "INNGEST_ENCRYPTION_KEY_FALLBACK",
 }
 
 KEYS = (
@@ -46,6 +48,8 @@ KEYS = (
     "SERVE_PATH",
     "ENV",
     "CHECKPOINTING",
+    "ENCRYPTION_KEY",  # read by eagerstep.extras.encryption (Client.setting), not by Settings
+    "ENCRYPTION_KEY_FALLBACK",
 )
 
 _TRUE = {"1", "true", "yes", "on"}

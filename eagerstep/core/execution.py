@@ -15,7 +15,7 @@ import logging
 import math
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from json.scanner import make_scanner
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
@@ -33,7 +33,7 @@ from eagerstep.core.errors import (
     StepUsageError,
 )
 from eagerstep.core.messages import Response
-from eagerstep.core.parallel import _Planned, _Skipped
+from eagerstep.core.parallel import _Pending, _Planned, _Skipped
 from eagerstep.core.steps import (
     AsyncContext,
     AsyncStep,
@@ -522,6 +522,9 @@ class RunState:
             return False
         return self.max_runtime is None or time.monotonic() - self.started < self.max_runtime
 
+    def starting_steps(self, pending: Sequence[_Pending]) -> None:
+        """The bodies of these steps of an eager group are about to run (middleware hooks)."""
+
     def parallel_threads(self) -> int:
         return self.checkpointing.parallel_threads if self.checkpointing is not None else 1
 
@@ -540,7 +543,20 @@ class RunState:
         if skipped:
             raise _Interrupt(self._step_not_found(f"<{skipped} step(s) of a parallel group>"))
 
-    # -- the function's end ------------------------------------------------------------------
+    # -- the function's start and end (middleware.HookedRunState calls the hooks here) -------
+
+    def enter(self) -> Outcome | None:
+        """Before the function's code runs: an outcome ends the request without running it."""
+        return None
+
+    def leave(self, outcome: Outcome) -> Outcome:
+        return outcome
+
+    def send_now(self, events: Any) -> list[str]:
+        return self.client.send_now(events)
+
+    async def send_now_async(self, events: Any) -> list[str]:
+        return await self.client.send_now_async(events)
 
     def _is_final(self, exc: BaseException) -> bool:
         return isinstance(exc, (NonRetriableError, StepError)) or self.attempt + 1 >= self.max_attempts
@@ -649,30 +665,36 @@ def _context(state: RunState, is_async: bool) -> Context:
 
 def run_sync(state: RunState) -> Outcome:
     """Run a ``def`` function's code for this request; return how the request ends."""
+    stopped = state.enter()
+    if stopped is not None:
+        return state.leave(stopped)
     ctx = _context(state, False)
     try:
         value = state.function.handler(ctx)
     except _Interrupt as stop:
-        return stop.outcome
+        return state.leave(stop.outcome)
     except (_Planned, _Skipped):  # pragma: no cover - only raised inside parallel groups
         return error_outcome(500, "internal_error", "a step escaped its parallel group")
     except Exception as exc:
-        return state.function_failed(exc)
-    return state.function_returned(value)
+        return state.leave(state.function_failed(exc))
+    return state.leave(state.function_returned(value))
 
 
 async def run_async(state: RunState) -> Outcome:
     """Run an ``async def`` function's code for this request; return how the request ends."""
+    stopped = state.enter()
+    if stopped is not None:
+        return state.leave(stopped)
     ctx = _context(state, True)
     try:
         value = await state.function.handler(ctx)
     except _Interrupt as stop:
-        return stop.outcome
+        return state.leave(stop.outcome)
     except (_Planned, _Skipped):  # pragma: no cover
         return error_outcome(500, "internal_error", "a step escaped its parallel group")
     except Exception as exc:
-        return state.function_failed(exc)
-    return state.function_returned(value)
+        return state.leave(state.function_failed(exc))
+    return state.leave(state.function_returned(value))
 
 
 def finish(state: RunState, outcome: Outcome, timeout: float | None = None) -> Response:

@@ -19,6 +19,7 @@ from eagerstep.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from eagerstep.core.config import Settings
+    from eagerstep.core.middleware import Chain, Middleware
 
 R = TypeVar("R")
 
@@ -119,13 +120,14 @@ class FunctionOwner(Protocol):
 
     app_id: str
     logger: logging.Logger
+    middleware: list[Middleware]
 
     @property
     def settings(self) -> Settings: ...
 
-    def send_now(self, events: Any) -> list[str]: ...
+    def send_now(self, events: Any, *, middleware: Chain | None = None) -> list[str]: ...
 
-    async def send_now_async(self, events: Any) -> list[str]: ...
+    async def send_now_async(self, events: Any, *, middleware: Chain | None = None) -> list[str]: ...
 
 
 class Function(Generic[R]):
@@ -153,6 +155,7 @@ class Function(Generic[R]):
         idempotency: str | None = None,
         checkpointing: bool | Checkpointing | None = None,
         parallel: str = "eager",
+        middleware: Sequence[Middleware] | None = None,
         _failure_of: Function[Any] | None = None,
     ) -> None:
         if not id or not isinstance(id, str):
@@ -206,6 +209,13 @@ class Function(Generic[R]):
         self.checkpointing_option = checkpointing
         self._checkpointing = None if checkpointing is None else parse_checkpointing(checkpointing)
         self.failure_of = _failure_of
+        #: This function's own middleware (after the client's: see :meth:`middleware_chain`).
+        self.middleware: list[Middleware] = list(middleware or ())
+        self._chain: tuple[tuple[int, ...], Chain] | None = None
+        if self.middleware:
+            from eagerstep.core.middleware import Chain
+
+            Chain(self.middleware)  # checks the items now, not at the first request
         self.on_failure: Function[Any] | None = None
         if on_failure is not None:
             self.on_failure = Function(
@@ -216,6 +226,7 @@ class Function(Generic[R]):
                 trigger=None,
                 retries=1,
                 checkpointing=checkpointing,
+                middleware=middleware,
                 _failure_of=self,
             )
 
@@ -232,6 +243,19 @@ class Function(Generic[R]):
         if self.checkpointing_option is not None:
             return self._checkpointing
         return self.client.settings.checkpointing
+
+    def middleware_chain(self) -> Chain:
+        """The client's middleware, then the function's, bound once (again if either list changes)."""
+        items = [*self.client.middleware, *self.middleware]
+        key = tuple(id(item) for item in items)
+        cached = self._chain
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        from eagerstep.core.middleware import Chain
+
+        chain = Chain(items)
+        self._chain = (key, chain)
+        return chain
 
     def max_attempts(self) -> int:
         return (protocol.DEFAULT_RETRIES if self.retries is None else self.retries) + 1

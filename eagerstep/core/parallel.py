@@ -72,6 +72,7 @@ class GroupState(Protocol):
     def parallel_done(self, planned: list[dict[str, Any]], skipped: int) -> None: ...
     def runs_groups_eagerly(self) -> bool: ...
     def parallel_threads(self) -> int: ...
+    def starting_steps(self, pending: Sequence[_Pending]) -> None: ...
     def step_counters(self) -> tuple[dict[str, int], dict[str, str]]: ...
     def restore_step_counters(self, saved: tuple[dict[str, int], dict[str, str]]) -> None: ...
     def run_succeeded(
@@ -293,6 +294,7 @@ def run_eager(st: GroupState, callables: Sequence[Callable[[], Any]]) -> tuple[A
         if not _runs_here(st, found):
             return tuple(found.results)
         failures = _Failures(found.pending)
+        st.starting_steps(found.pending)
         pool = _pool(st.parallel_threads())
         futures: dict[Future[_Ran], _Pending] = {}
         for pending in found.pending:
@@ -314,6 +316,7 @@ async def run_eager_async(st: GroupState, callables: Sequence[Callable[[], Any]]
         if not _runs_here(st, found):
             return tuple(found.results)
         failures = _Failures(found.pending)
+        st.starting_steps(found.pending)
         tasks: dict[asyncio.Future[_Ran], _Pending] = {
             asyncio.ensure_future(_await_body(pending)): pending for pending in found.pending
         }

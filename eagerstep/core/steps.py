@@ -41,6 +41,8 @@ class StepState(GroupState, Protocol):
     def to_wire_value(self, value: Any, what: str) -> Any: ...
     def prepare_run(self, hashed: str, step_id: str, index: int, step_type: str = ...) -> bool: ...
     def new_async_op(self, step_id: str, op: dict[str, Any]) -> NoReturn: ...
+    def send_now(self, events: Any) -> list[str]: ...
+    async def send_now_async(self, events: Any) -> list[str]: ...
 
 
 Duration = timedelta | str
@@ -217,7 +219,7 @@ class SyncStep(_StepBase):
         start_ns = time.time_ns()
         t0 = time.perf_counter_ns()
         try:
-            ids = st.client.send_now(events)
+            ids = st.send_now(events)
         except Exception as exc:
             st.run_failed(hashed, step_id, index, exc)
         st.run_succeeded(
@@ -312,7 +314,7 @@ class AsyncStep(_StepBase):
         start_ns = time.time_ns()
         t0 = time.perf_counter_ns()
         try:
-            ids = await st.client.send_now_async(events)
+            ids = await st.send_now_async(events)
         except Exception as exc:
             st.run_failed(hashed, step_id, index, exc)
         st.run_succeeded(

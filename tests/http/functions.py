@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import eagerstep
+from tests.http import middleware_functions
 
 client = eagerstep.Client(app_id="conformance")
 
@@ -272,3 +273,16 @@ FUNCTIONS = [
     eager_flaky_async,
     *CONFORMANCE_SUITE,
 ]
+
+# The middleware tests' functions, as globals (Django discovers a module's functions by its globals).
+_middleware = middleware_functions.define(client)
+mw_flow = _middleware["mw_flow"]
+mw_flow_async = _middleware["mw_flow_async"]
+mw_flow_standard = _middleware["mw_flow_standard"]
+mw_parallel = _middleware["mw_parallel"]
+mw_parallel_async = _middleware["mw_parallel_async"]
+mw_fails = _middleware["mw_fails"]
+mw_wait = _middleware["mw_wait"]
+mw_nested = _middleware["mw_nested"]
+mw_invoke = _middleware["mw_invoke"]
+FUNCTIONS += _middleware.values()

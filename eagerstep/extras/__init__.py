@@ -1,0 +1,2 @@
+"""Middleware built on :mod:`eagerstep.core.middleware`, each behind an optional extra:
+``otel`` (OpenTelemetry), ``sentry`` (Sentry), ``encryption`` (end-to-end encryption)."""
