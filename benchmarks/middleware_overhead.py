@@ -58,13 +58,14 @@ def otel_middleware() -> tuple[Middleware, Any]:
     return OpenTelemetryMiddleware(tracer_provider=provider), provider
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Measure, print the table, and return its rows (``make bench`` puts them in RESULTS.md)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, nargs="+", default=[200, 2000], help="steps per run")
     parser.add_argument("--repeats", type=int, default=20, help="runs measured per row (default 20)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     otel, provider = otel_middleware()
     configs: list[tuple[str, list[Middleware]]] = [
         ("none", []),
@@ -104,6 +105,7 @@ def main() -> None:
         f"{'+ vs none':>9}"
     )
     base: dict[tuple[str, int], float] = {}
+    table: list[dict[str, Any]] = []
     for flavour, label, n, r in rows:
         loop = statistics.median(r.loop_us)
         if label == "none":
@@ -113,6 +115,17 @@ def main() -> None:
             f"{flavour:10} {label:14} {n:5d}  {summarise(r.loop_us):>20}  {summarise(r.request_us):>20}  "
             f"{extra:+9.1f}"
         )
+        table.append(
+            {
+                "function": flavour,
+                "middleware": label,
+                "steps": n,
+                "loop": summarise(r.loop_us),
+                "request": summarise(r.request_us),
+                "extra": f"{extra:+.1f}",
+            }
+        )
+    return table
 
 
 if __name__ == "__main__":

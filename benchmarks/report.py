@@ -322,6 +322,29 @@ def markdown(results: dict[str, Any]) -> str:
             )
         add("")
 
+    # ---------------------------------------------------------------- middleware
+    middleware_rows = results.get("middleware") or []
+    if middleware_rows:
+        add("## Middleware overhead per checkpointed step (µs)")
+        add("")
+        add(
+            "`benchmarks/middleware_overhead.py`, run by `make bench`: the in-process harness of the"
+            " overhead table above (trivial steps in one call request, checkpointing), with the function's"
+            " middleware set to none, hooks that do nothing, and `eagerstep.extras.otel` (the"
+            " OpenTelemetry SDK with a batch processor whose exporter drops the spans). Median (min–max)"
+            " µs per step, the step body excluded; *+ vs none*: the step-loop median minus the row with no"
+            " middleware."
+        )
+        add("")
+        add("| function | middleware | N | step loop | whole request | + vs none |")
+        add("|---|---|---:|---:|---:|---:|")
+        for row in middleware_rows:
+            add(
+                f"| `{row['function']}` | {row['middleware']} | {row['steps']} | {row['loop']} |"
+                f" {row['request']} | {row['extra']} |"
+            )
+        add("")
+
     # ---------------------------------------------------------------- durable endpoints
     endpoint_rows = results.get("durable_endpoints") or []
     if endpoint_rows:

@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from benchmarks import durable_endpoints, report  # noqa: E402
+from benchmarks import durable_endpoints, middleware_overhead, report  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TS_APP = ROOT / "tests" / "compat" / "ts_app"
@@ -694,6 +694,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if config.microbench:
             log("microbenchmark (checkpoint_overhead.py)")
         results["microbench"] = microbench(config, log)
+        if config.microbench:
+            log("middleware overhead (middleware_overhead.py)")
+            try:
+                results["middleware"] = middleware_overhead.main(
+                    ["--steps", "200", "--repeats", "5" if config.quick else "20"]
+                )
+            except Exception as exc:  # e.g. the otel extra not installed
+                results["errors"]["middleware"] = f"{type(exc).__name__}: {exc}"
+                log(f"middleware overhead: FAILED: {exc}")
         if config.endpoints and any(fw in config.frameworks for fw in ("flask", "fastapi")):
             log("durable endpoints (durable_endpoints.py)")
             try:
