@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench tox-oldest clean
+.PHONY: demo test lint bench chaos tox-oldest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ lint: $(STAMP)
 ## Benchmarks: tables and ratios, written to benchmarks/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+## Fault injection: the HTTP fuzzers with more examples, then the fault x app x mode matrix, written to
+## docs/reliability.md. Bounded: under ~10 minutes on 2 cores, loopback only.
+CHAOS_FUZZ_EXAMPLES ?= 400
+CHAOS_ARGS ?= --runs 40 --in-flight 20 --budget 480
+chaos: $(STAMP)
+	CHAOS_FUZZ_EXAMPLES=$(CHAOS_FUZZ_EXAMPLES) timeout 240 $(BIN)/python -m pytest -q -p no:cacheprovider tests/chaos/test_fuzz_http.py
+	timeout 600 $(BIN)/python -m tests.chaos.matrix $(CHAOS_ARGS)
 
 ## The oldest supported framework versions (what CI runs besides `make test`).
 # With pyenv, make every installed 3.10-3.13 interpreter visible to tox as python3.X.
