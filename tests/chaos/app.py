@@ -6,7 +6,8 @@ Configured by environment (the app runs in gunicorn/uvicorn worker processes):
 - ``CHAOS_SERVE_ORIGIN``: the origin the engine reaches this app at (the fault proxy in front of it);
 - ``CHAOS_CHECKPOINTING``: ``1`` (default) or ``0``;
 - ``CHAOS_LOG``: the execution log, one JSON line per step start and end:
-  ``{"run": run id, "step": step id, "pid": worker pid, "attempt": ctx.attempt, "phase": "start"|"end"}``.
+  ``{"run": run id, "step": step id, "pid": worker pid, "attempt": ctx.attempt, "phase": "start"|"end",
+  "t": unix time}``.
 
 ``python -m gunicorn 'tests.chaos.app:flask_app()'``, ``'tests.chaos.app:django_app()'`` and
 ``python -m uvicorn --factory tests.chaos.app:fastapi_app`` serve it at ``/api/inngest``.
@@ -62,9 +63,9 @@ def _functions(client: eagerstep.Client) -> list[eagerstep.Function[Any]]:
 
             def body(i: int = i) -> int:
                 mark = {"run": ctx.run_id, "step": f"s{i}", "pid": os.getpid(), "attempt": ctx.attempt}
-                _log({**mark, "phase": "start"})
+                _log({**mark, "phase": "start", "t": time.time()})
                 time.sleep(STEP_SECONDS)
-                _log({**mark, "phase": "end"})
+                _log({**mark, "phase": "end", "t": time.time()})
                 return i * i
 
             values.append(ctx.step.run(f"s{i}", body))

@@ -25,6 +25,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -62,11 +63,17 @@ class _Server(ThreadingHTTPServer):
         pass  # a reset connection is the point, not an error
 
 
+#: Told of each forwarded request: path, request body, status, reply body, and whether the reply
+#: reached the client (False: it had given up, timed out or died meanwhile).
+Observer = Callable[[str, bytes, int, bytes, bool], None]
+
+
 class FaultProxy:
     """``with FaultProxy(target) as proxy:`` — ``proxy.url`` stands in for ``target``."""
 
-    def __init__(self, target: str, fault: Fault | None = None) -> None:
+    def __init__(self, target: str, fault: Fault | None = None, observer: Observer | None = None) -> None:
         self.target = target.rstrip("/")
+        self.observer = observer
         self._fault = fault
         self._armed_at = time.monotonic()
         self._seen = 0
@@ -156,13 +163,16 @@ class FaultProxy:
             _reply(handler, 502, {"content-type": "text/plain"}, f"proxy: {exc}".encode())
             return
         reply_headers = {k.lower(): v for k, v in reply.headers.items() if k.lower() not in _HOP_BY_HOP}
-        _reply(handler, reply.status_code, reply_headers, reply.content)
+        delivered = _reply(handler, reply.status_code, reply_headers, reply.content)
+        if self.observer is not None:
+            self.observer(handler.path, body, reply.status_code, reply.content, delivered)
 
     def _send(self, method: str, path: str, headers: dict[str, str], body: bytes) -> httpx.Response:
         return self._client.request(method, self.target + path, content=body, headers=headers)
 
 
-def _reply(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> None:
+def _reply(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> bool:
+    """Write the reply; False when the client is gone (it gave up, timed out, or died)."""
     try:
         handler.send_response(status)
         for name, value in headers.items():
@@ -170,8 +180,11 @@ def _reply(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str]
         handler.send_header("content-length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+        handler.wfile.flush()
     except OSError:
-        handler.close_connection = True  # the client gave up (timed out) meanwhile
+        handler.close_connection = True
+        return False
+    return True
 
 
 def _reset(handler: BaseHTTPRequestHandler) -> None:

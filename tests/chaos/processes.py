@@ -88,6 +88,14 @@ def alive(pid: int) -> bool:
         return False
 
 
+def _is_tracker(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return b"resource_tracker" in cmdline.read()
+    except OSError:
+        return False
+
+
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -201,7 +209,10 @@ class AppProcess:
         return len(self.workers()) >= want
 
     def workers(self) -> list[int]:
-        return children(self.proc.pid) if self.proc else []
+        """The live worker processes (not multiprocessing's resource tracker, which uvicorn has)."""
+        if self.proc is None:
+            return []
+        return [pid for pid in children(self.proc.pid) if alive(pid) and not _is_tracker(pid)]
 
     def pids(self) -> list[int]:
         return [self.proc.pid, *self.workers()] if self.proc else []

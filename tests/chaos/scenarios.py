@@ -12,12 +12,14 @@ end, and checks, from the engine's SQLite file and the app's execution log:
   lost before it was confirmed, a duplicate delivery); anything else is ``unexplained``;
 - no run is still running ``stuck_after`` seconds after the last event was accepted;
 - failed runs only where the fault makes failure the documented outcome;
-- the resident memory of the engine and of the app's processes (sampled) stays bounded.
+- the resident memory of the engine and of the app's processes (sampled) grows by at most
+  ``MEMORY_GROWTH_MB`` in a scenario.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -38,6 +40,8 @@ from tests.chaos.faultproxy import Fault, FaultProxy
 from tests.chaos.processes import AppProcess, EngineProcess, alive, read_log
 
 FINAL = ("Completed", "Failed", "Cancelled")
+#: how much the resident memory of the engine, or of all the app's processes, may grow in one scenario
+MEMORY_GROWTH_MB = 200
 CHECKPOINT = "/v1/checkpoint/"
 CALL = "/api/inngest"
 
@@ -160,6 +164,55 @@ class Result:
         )
 
 
+class Confirmations:
+    """When the engine confirmed each step result, as the proxies see it: a checkpoint it answered
+    200 (stored before the answer), or a later call request whose memoised ``steps`` carry it (a
+    call reply reaching the engine's socket is not yet a confirmation: the engine may die before it
+    stores it). A step body that starts again after its result was confirmed had no reason to,
+    unless the request that ran it again was a stale one: a duplicate delivery, or a call the engine
+    had given up on (its reply found the engine gone: ``abandoned``) and made again."""
+
+    def __init__(self) -> None:
+        self.at: dict[tuple[str, str], float] = {}
+        self.abandoned: set[str] = set()  # runs with a call reply the engine no longer waited for
+        self._names: dict[tuple[str, str], str] = {}  # (run, hashed step id) -> step name
+        self._lock = threading.Lock()
+
+    def _ops(self, run_id: str, ops: Any, *, confirmed: bool) -> None:
+        if not isinstance(ops, list):
+            return
+        now = time.time()
+        with self._lock:
+            for op in ops:
+                if isinstance(op, dict) and op.get("op") == "StepRun":
+                    name = str(op.get("displayName") or op.get("name"))
+                    self._names[(run_id, str(op.get("id")))] = name
+                    if confirmed:
+                        self.at.setdefault((run_id, name), now)
+
+    def checkpoint(self, path: str, body: bytes, status: int, reply: bytes, delivered: bool) -> None:
+        if status == 200 and path.startswith(CHECKPOINT):
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                payload = json.loads(body)
+                self._ops(str(payload["run_id"]), payload.get("steps"), confirmed=True)
+
+    def call(self, path: str, body: bytes, status: int, reply: bytes, delivered: bool) -> None:
+        if not path.startswith(CALL) or not body:
+            return
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+            request = json.loads(body)
+            run_id = str(request["ctx"]["run_id"])
+            now = time.time()
+            with self._lock:
+                for step_hash in request.get("steps") or {}:
+                    if (name := self._names.get((run_id, step_hash))) is not None:
+                        self.at.setdefault((run_id, name), now)
+                if not delivered:
+                    self.abandoned.add(run_id)
+            if delivered and status == 206:
+                self._ops(run_id, json.loads(reply), confirmed=False)
+
+
 class Rig:
     """An engine and an app (``checkpointing`` on or off) with a fault proxy each way."""
 
@@ -174,13 +227,18 @@ class Rig:
         self.to_engine: FaultProxy | None = None
         self.to_app: FaultProxy | None = None
         self.app: AppProcess | None = None
+        self.confirmations = Confirmations()
 
     def __enter__(self) -> Rig:
         try:
             self.engine.start()
             self._stack.callback(self.engine.stop)
-            self.to_engine = self._stack.enter_context(FaultProxy(self.engine.url))
-            self.to_app = self._stack.enter_context(FaultProxy("http://127.0.0.1:1"))
+            self.to_engine = self._stack.enter_context(
+                FaultProxy(self.engine.url, observer=self.confirmations.checkpoint)
+            )
+            self.to_app = self._stack.enter_context(
+                FaultProxy("http://127.0.0.1:1", observer=self.confirmations.call)
+            )
             env = {
                 "CHAOS_ENGINE_URL": self.to_engine.url,
                 "CHAOS_SERVE_ORIGIN": self.to_app.url,
@@ -366,6 +424,15 @@ def run_scenario(
     fired_after = sum(v for k, v in (rig.to_engine.counts + rig.to_app.counts).items() if k != "forwarded")
     result.faults_fired = fired_after - fired_before + len(chaos.killed) + chaos.engine_kills + duplicates
     result.engine_rss_mb, result.app_rss_mb = _mb(sampler.engine), _mb(sampler.app)
+    for who, (first, peak) in (("engine", result.engine_rss_mb), ("app", result.app_rss_mb)):
+        if peak - first > MEMORY_GROWTH_MB:
+            result.violations.append(f"{who} memory grew {peak - first:.0f} MB (bound {MEMORY_GROWTH_MB} MB)")
+    if chaos.killed and rig.app is not None:
+        deadline = time.monotonic() + 20
+        while not rig.app.workers_ready() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not rig.app.workers_ready():
+            result.violations.append(f"{rig.app_name} did not replace its killed workers within 20 s")
     if chaos.error:
         result.violations.append(f"the fault thread failed: {chaos.error}")
     if scenario.action and not result.faults_fired:
@@ -450,9 +517,28 @@ def _check(
         for line in log
         if line.get("run") in run_ids and line.get("phase") == "end"
     }
+    confirmed, abandoned = rig.confirmations.at, rig.confirmations.abandoned
+    newest_attempt: dict[str, int] = {}
+    for (run_id, _step), lines in starts.items():
+        for line in lines:
+            newest_attempt[run_id] = max(newest_attempt.get(run_id, 0), int(line["attempt"]))
     for (run_id, step), lines in starts.items():
-        for earlier in lines[:-1]:
-            cause = _cause(scenario, earlier, killed, ends, run_id, step)
+        for earlier, later in itertools.pairwise(lines):
+            confirmed_at = confirmed.get((run_id, step))
+            stale = run_id in abandoned and int(later["attempt"]) < newest_attempt[run_id]
+            if stale:
+                cause = "stale call (the engine had timed it out and called again)"
+            elif (
+                confirmed_at is not None
+                and float(later.get("t", 0)) > confirmed_at + 0.001
+                and "duplicate-delivery" not in scenario.causes
+            ):
+                cause = "after its result was confirmed"
+                result.violations.append(f"{run_id}/{step} ran again after the engine confirmed it")
+            elif run_id in abandoned:
+                cause = "call timed out at the engine (reply lost)"
+            else:
+                cause = _cause(scenario, earlier, killed, ends, run_id, step)
             result.reexecutions[cause] += 1
     for name, value in (
         ("lost", result.lost),
