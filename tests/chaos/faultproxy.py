@@ -63,9 +63,9 @@ class _Server(ThreadingHTTPServer):
         pass  # a reset connection is the point, not an error
 
 
-#: Told of each forwarded request: path, request body, status, reply body, and whether the reply
-#: reached the client (False: it had given up, timed out or died meanwhile).
-Observer = Callable[[str, bytes, int, bytes, bool], None]
+#: Told of each forwarded request: when it arrived (``time.time()``), its path and body, the reply's
+#: status and body, and whether the reply reached the client (False: it had given up or died).
+Observer = Callable[[float, str, bytes, int, bytes, bool], None]
 
 
 class FaultProxy:
@@ -141,6 +141,7 @@ class FaultProxy:
             return None
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        arrived = time.time()
         body = handler.rfile.read(int(handler.headers.get("content-length") or 0))
         fault = self._decide(handler.path)
         if fault is not None and fault.kind in ("reset", "down"):
@@ -165,7 +166,7 @@ class FaultProxy:
         reply_headers = {k.lower(): v for k, v in reply.headers.items() if k.lower() not in _HOP_BY_HOP}
         delivered = _reply(handler, reply.status_code, reply_headers, reply.content)
         if self.observer is not None:
-            self.observer(handler.path, body, reply.status_code, reply.content, delivered)
+            self.observer(arrived, handler.path, body, reply.status_code, reply.content, delivered)
 
     def _send(self, method: str, path: str, headers: dict[str, str], body: bytes) -> httpx.Response:
         return self._client.request(method, self.target + path, content=body, headers=headers)

@@ -150,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         "--stuck-after", type=float, default=60.0, help="a run not ended by then is stuck (s)"
     )
     parser.add_argument("--out", default=str(ROOT / "docs" / "reliability.md"), help="'-': print only")
+    parser.add_argument("--keep", default=None, help="keep logs, databases and traces in this folder")
     args = parser.parse_args(argv)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="eagerstep-chaos-") as tmp:
+        workdir = Path(args.keep or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         results, skipped = run_matrix(
             args.apps,
             [mode == "on" for mode in args.modes],
@@ -161,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             in_flight=args.in_flight,
             budget=args.budget,
             stuck_after=args.stuck_after,
-            workdir=Path(tmp),
+            workdir=workdir,
         )
     text = render(
         results, skipped, runs=args.runs, in_flight=args.in_flight, seconds=time.monotonic() - began

@@ -18,6 +18,7 @@ end, and checks, from the engine's SQLite file and the app's execution log:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import json
@@ -175,13 +176,15 @@ class Confirmations:
     def __init__(self) -> None:
         self.at: dict[tuple[str, str], float] = {}
         self.abandoned: set[str] = set()  # runs with a call reply the engine no longer waited for
+        self.calls: dict[str, list[float]] = {}  # run -> when each of its call requests arrived
         self._names: dict[tuple[str, str], str] = {}  # (run, hashed step id) -> step name
         self._lock = threading.Lock()
+        #: what the proxies saw, in order (written next to the execution log, to debug a violation)
+        self.trace: list[dict[str, Any]] = []
 
-    def _ops(self, run_id: str, ops: Any, *, confirmed: bool) -> None:
+    def _ops(self, run_id: str, ops: Any, *, confirmed: bool, now: float) -> None:
         if not isinstance(ops, list):
             return
-        now = time.time()
         with self._lock:
             for op in ops:
                 if isinstance(op, dict) and op.get("op") == "StepRun":
@@ -190,27 +193,51 @@ class Confirmations:
                     if confirmed:
                         self.at.setdefault((run_id, name), now)
 
-    def checkpoint(self, path: str, body: bytes, status: int, reply: bytes, delivered: bool) -> None:
+    def made_before(self, run_id: str, started: float, confirmed: float) -> bool:
+        """Whether the call request that ran a step body starting at ``started`` (the newest one of
+        the run that arrived before it) was made before ``confirmed``: its memo could not hold it."""
+        arrivals = self.calls.get(run_id, [])
+        index = bisect.bisect_right(arrivals, started) - 1
+        return index >= 0 and arrivals[index] < confirmed
+
+    def checkpoint(
+        self, arrived: float, path: str, body: bytes, status: int, reply: bytes, delivered: bool
+    ) -> None:
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+            payload = json.loads(body)
+            self.trace.append({
+                "t": time.time(), "what": "checkpoint", "run": payload["run_id"], "status": status,
+                "delivered": delivered, "generation": payload.get("generation_id"),
+                "steps": [op.get("displayName") for op in payload.get("steps") or []],
+            })  # fmt: skip
         if status == 200 and path.startswith(CHECKPOINT):
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 payload = json.loads(body)
-                self._ops(str(payload["run_id"]), payload.get("steps"), confirmed=True)
+                self._ops(str(payload["run_id"]), payload.get("steps"), confirmed=True, now=time.time())
 
-    def call(self, path: str, body: bytes, status: int, reply: bytes, delivered: bool) -> None:
+    def call(
+        self, arrived: float, path: str, body: bytes, status: int, reply: bytes, delivered: bool
+    ) -> None:
         if not path.startswith(CALL) or not body:
             return
         with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
             request = json.loads(body)
             run_id = str(request["ctx"]["run_id"])
-            now = time.time()
+            now = arrived
+            self.trace.append({
+                "t": now, "what": "call", "run": run_id, "status": status, "delivered": delivered,
+                "attempt": request["ctx"].get("attempt"), "memo": len(request.get("steps") or {}),
+                "reply": reply[:300].decode(errors="replace"),
+            })  # fmt: skip
             with self._lock:
+                bisect.insort(self.calls.setdefault(run_id, []), arrived)
                 for step_hash in request.get("steps") or {}:
                     if (name := self._names.get((run_id, step_hash))) is not None:
                         self.at.setdefault((run_id, name), now)
                 if not delivered:
                     self.abandoned.add(run_id)
             if delivered and status == 206:
-                self._ops(run_id, json.loads(reply), confirmed=False)
+                self._ops(run_id, json.loads(reply), confirmed=False, now=now)
 
 
 class Rig:
@@ -261,6 +288,9 @@ class Rig:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
+        with open(self.workdir / f"trace-{self.app_name}-{self.mode}.jsonl", "w") as trace:
+            for line in self.confirmations.trace:
+                trace.write(json.dumps(line) + "\n")
 
     def restart_engine(self) -> None:
         self.engine.kill()
@@ -530,13 +560,19 @@ def _check(
                 cause = "stale call (the engine had timed it out and called again)"
             elif (
                 confirmed_at is not None
-                and float(later.get("t", 0)) > confirmed_at + 0.001
+                and float(later["t"]) > confirmed_at
+                and rig.confirmations.made_before(run_id, float(later["t"]), confirmed_at)
+            ):
+                cause = "call made before the result was confirmed (it waited in the server's backlog)"
+            elif (
+                confirmed_at is not None
+                and float(later["t"]) > confirmed_at
                 and "duplicate-delivery" not in scenario.causes
             ):
                 cause = "after its result was confirmed"
                 result.violations.append(f"{run_id}/{step} ran again after the engine confirmed it")
             elif run_id in abandoned:
-                cause = "call timed out at the engine (reply lost)"
+                cause = "reply lost (the engine was gone: killed, or it had timed the call out)"
             else:
                 cause = _cause(scenario, earlier, killed, ends, run_id, step)
             result.reexecutions[cause] += 1
