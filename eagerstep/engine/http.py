@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from eagerstep.core import safejson
 from eagerstep.engine.dashboard import render_dashboard, render_run
 from eagerstep.engine.engine import Engine
 from eagerstep.engine.model import SERVER_KIND, EngineError
@@ -39,7 +40,7 @@ class Request:
                 return {}
             raise EngineError("the request body is empty; expected JSON")
         try:
-            return json.loads(self.body)
+            return safejson.loads(self.body)
         except ValueError as exc:
             raise EngineError(f"the request body is not valid JSON: {exc}") from exc
 

@@ -53,6 +53,8 @@ json_values = st.recursive(
 )
 bodies = st.one_of(
     st.binary(max_size=300),
+    st.integers(min_value=1, max_value=200_000).map(lambda depth: b"[" * depth + b"]" * depth),
+    st.integers(min_value=1, max_value=200_000).map(lambda depth: b'{"a":' * depth + b"1" + b"}" * depth),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.just(b""),
     st.just(b"{"),
@@ -263,8 +265,9 @@ ENGINE_PATHS = [
 ]
 #: documented answers that are not 4xx: durable endpoints are not served (501).
 ENGINE_ALLOWED = {"/v1/checkpoint": (501,)}
-auth = st.sampled_from(["none", "wrong", "hashed-wrong", "garbage"]).map(
+auth = st.sampled_from(["none", "wrong", "hashed-wrong", "garbage", "valid"]).map(
     lambda kind: {
+        "valid": {"authorization": f"Bearer {KEY}"},  # so that bad bodies reach the parsers
         "none": {},
         "wrong": {"authorization": f"Bearer {WRONG_KEY}"},
         "hashed-wrong": {"authorization": "Bearer signkey-test-" + "ff" * 32},

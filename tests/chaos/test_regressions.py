@@ -64,3 +64,67 @@ def test_a_409_from_a_proxy_does_not_fail_the_run(engine: EngineServer) -> None:
     for run in runs:
         assert sorted(s["name"] for s in run["steps"]) == [f"s{i}" for i in range(5)]
     api.close()
+
+
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+def test_json_nested_too_deeply_is_a_value_error() -> None:
+    from eagerstep.core import safejson
+
+    with pytest.raises(ValueError, match="nested too deeply"):
+        safejson.loads(DEEP)
+    assert safejson.loads(b"[[1]]") == [[1]]
+
+
+@pytest.mark.parametrize("signed", ["wrong-key", "dev-mode"])
+@pytest.mark.parametrize("framework", ["flask", "fastapi"])
+def test_deeply_nested_json_at_the_serve_endpoint_is_a_4xx(framework: str, signed: str) -> None:
+    """Bug: a body nested a few thousand levels deep raised RecursionError (not ValueError) in the
+    signature check and the body parser: the serve endpoint answered 500."""
+    import httpx
+    from fastapi import FastAPI
+
+    from eagerstep.core.signing import sign
+    from eagerstep.integrations.fastapi import router
+    from tests.integrations.servers import serve_asgi
+
+    key = "signkey-test-" + "5e" * 32
+    dev = signed == "dev-mode"
+    client = eagerstep.Client(
+        app_id="deep", dev=dev, signing_key=None if dev else key, api_base_url="http://127.0.0.1:1"
+    )
+
+    @client.function(id="fn", trigger=eagerstep.Event("deep/fn"))
+    def fn(ctx: eagerstep.Context) -> int:
+        return 1
+
+    if framework == "flask":
+        app = Flask("deep")
+        EagerStep(app, client=client, functions=[fn])
+        server = wsgi_app_server(app)
+    else:
+        asgi = FastAPI()
+        asgi.include_router(router(client, [fn]), prefix="/api/inngest")
+        server = serve_asgi(asgi)
+    headers = {"content-type": "application/json"}
+    if not dev:
+        headers["x-inngest-signature"] = sign(DEEP, "signkey-test-" + "00" * 32)
+    with server as origin:
+        reply = httpx.post(
+            origin + "/api/inngest", params={"fnId": "deep-fn", "stepId": "step"}, content=DEEP,
+            headers=headers, timeout=10,
+        )  # fmt: skip
+    assert reply.status_code == (400 if dev else 401), reply.text
+    assert reply.json()["error"]
+
+
+def test_deeply_nested_json_at_the_engine_api_is_a_400(engine: EngineServer) -> None:
+    """Bug: the same body answered 500 at the engine's API (``/e/{key}``, ``/fn/register``, ...)."""
+    import httpx
+
+    with httpx.Client(base_url=engine.url, timeout=10) as http:
+        for path in ("/e/key", "/fn/register", "/v1/checkpoint/01RUN/async", "/v1/dev/apps"):
+            reply = http.post(path, content=DEEP)
+            assert reply.status_code == 400, (path, reply.status_code, reply.text)
+            assert "nested too deeply" in reply.json()["error"]
