@@ -47,7 +47,11 @@ FUZZ = settings(
 TIMEOUT = httpx.Timeout(10.0)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
@@ -58,6 +62,7 @@ bodies = st.one_of(
     json_values.map(lambda v: json.dumps(v).encode()),
     st.just(b""),
     st.just(b"{"),
+    st.just(b'{"name":"fuzz/nan","data":{"a":NaN,"b":Infinity}}'),  # Python's json accepts these
     st.just(b"\xff\xfe\x00"),
 )
 #: Standard methods: an unknown one (``FOO``) is refused by the HTTP server's own parser (uvicorn:
@@ -308,6 +313,47 @@ def test_engine_api_answers_bad_input_with_a_clear_4xx_and_stores_nothing(
         return
     _assert_clear_4xx(reply, allowed=ENGINE_ALLOWED.get(path, ()))
     assert after == before, (method, path, reply.status_code, reply.text)
+
+
+#: bodies shaped like what each endpoint expects, with wrong values inside
+shaped = st.sampled_from(
+    [
+        ("/e/key", ["name", "data", "id", "ts", "user", "v"]),
+        ("/fn/register", ["url", "appName", "functions", "framework", "sdk", "v", "deployType"]),
+        ("/v1/checkpoint/01RUN/async", ["run_id", "fn_id", "qi_id", "steps", "generation_id", "ts"]),
+        ("/v1/dev/apps", ["url"]),
+        ("/v1/dev/timers/fire", ["run_id", "kinds"]),
+    ]
+).flatmap(
+    lambda route: st.tuples(
+        st.just(route[0]),
+        st.dictionaries(st.sampled_from(route[1]), json_values, max_size=len(route[1])),
+        st.booleans(),
+    )
+)
+
+
+@FUZZ
+@given(case=shaped)
+def test_engine_api_answers_wrong_values_in_the_right_shape_with_a_clear_4xx(
+    engine: EngineTarget, case: tuple[str, dict[str, Any], bool]
+) -> None:
+    path, body, as_list = case
+    before = engine.counts()
+    payload = [body] if as_list else body
+    with httpx.Client(base_url=engine.server.url, timeout=TIMEOUT) as http:
+        reply = http.post(path, json=payload, headers={"authorization": f"Bearer {KEY}"})
+    after = engine.counts()
+    if reply.status_code < 300:
+        if path.startswith("/e/"):
+            assert after["events"] - before["events"] <= len(reply.json()["ids"])
+        elif path == "/v1/dev/timers/fire":
+            assert after["apps"] == before["apps"] and after["events"] == before["events"]
+        else:
+            assert after == before, (path, payload, reply.text)
+        return
+    _assert_clear_4xx(reply, allowed=(502,) if path == "/v1/dev/apps" else ())
+    assert after == before, (path, payload, reply.status_code, reply.text)
 
 
 def test_engine_api_refuses_an_oversized_body(engine: EngineTarget) -> None:

@@ -128,3 +128,29 @@ def test_deeply_nested_json_at_the_engine_api_is_a_400(engine: EngineServer) -> 
             reply = http.post(path, content=DEEP)
             assert reply.status_code == 400, (path, reply.status_code, reply.text)
             assert "nested too deeply" in reply.json()["error"]
+
+
+NAN_EVENT = b'{"name":"fuzz/nan","data":{"a":NaN,"b":Infinity}}'
+
+
+def test_nan_and_infinity_are_not_json() -> None:
+    from eagerstep.core import safejson
+
+    for text in (b"NaN", b'{"a":Infinity}', b"[-Infinity]"):
+        with pytest.raises(ValueError, match="is not JSON"):
+            safejson.loads(text)
+    assert safejson.loads('\ufeff{"a":1.5}'.encode()) == {"a": 1.5}  # a BOM, as json.loads allows
+
+
+def test_the_engine_refuses_nan_instead_of_storing_it(engine: EngineServer) -> None:
+    """Bug: the engine accepted an event with NaN/Infinity in it (Python's json does), stored it and
+    served it back as invalid JSON, and would have sent it on to apps in call requests."""
+    import httpx
+
+    with httpx.Client(base_url=engine.url, timeout=10) as http:
+        reply = http.post("/e/key", content=NAN_EVENT)
+        assert reply.status_code == 400, reply.text
+        assert "NaN is not JSON" in reply.json()["error"]
+        assert http.get("/v1/runs").json()["data"] == []
+    count = engine.run_sync(lambda: engine.engine.db.one("SELECT COUNT(*) FROM events")[0])
+    assert count == 0
