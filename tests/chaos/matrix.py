@@ -5,13 +5,15 @@ runs every fault x app x mode (checkpointing on, off; the checkpoint API's fault
 each scenario on the same engine and app processes of its app and mode, prints one line per
 scenario and writes the table. Bounded: each scenario waits at most ``--stuck-after`` seconds for its
 runs after the last event, and scenarios past ``--budget`` seconds in total are not started (the
-table says so). Exit status 1 if any invariant was broken.
+table says so). ``--fuzz-examples N`` first runs the HTTP fuzzers (test_fuzz_http.py) with N
+examples per property and reports them too. Exit status 1 if any invariant was broken.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,7 +21,15 @@ import time
 from pathlib import Path
 
 from tests.chaos.processes import APPS, ROOT
-from tests.chaos.scenarios import BY_NAME, SCENARIOS, Result, Rig, Scenario, run_scenario
+from tests.chaos.scenarios import (
+    BY_NAME,
+    MEMORY_GROWTH_MB,
+    SCENARIOS,
+    Result,
+    Rig,
+    Scenario,
+    run_scenario,
+)
 
 
 def _commit() -> str:
@@ -29,6 +39,27 @@ def _commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def run_fuzzers(examples: int) -> tuple[bool, str]:
+    """The HTTP fuzzers (tests/chaos/test_fuzz_http.py) with ``examples`` per property: passed, summary."""
+    env = {**os.environ, "CHAOS_FUZZ_EXAMPLES": str(examples)}
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/chaos/test_fuzz_http.py",
+    ]
+    try:
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return False, "timed out after 300 s"
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    summary = lines[-1].strip("= ") if lines else f"exit status {done.returncode}"
+    return done.returncode == 0, summary
 
 
 def run_matrix(
@@ -71,7 +102,15 @@ def _reexecutions(result: Result) -> str:
     return "<br>".join(f"{n} {cause}" for cause, n in sorted(result.reexecutions.items()))
 
 
-def render(results: list[Result], skipped: list[str], *, runs: int, in_flight: int, seconds: float) -> str:
+def render(
+    results: list[Result],
+    skipped: list[str],
+    *,
+    runs: int,
+    in_flight: int,
+    seconds: float,
+    fuzz: tuple[int, bool, str] | None = None,
+) -> str:
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     total = sum(r.accepted for r in results)
     broken = [r for r in results if not r.ok]
@@ -97,19 +136,39 @@ def render(results: list[Result], skipped: list[str], *, runs: int, in_flight: i
         " `step.run` steps of 5 ms each; each step body appends a line (run id, step id, pid, attempt,"
         " start or end) to the app's execution log.",
         "- The engine: `eagerstep dev` in its own process, on its own SQLite file"
-        " (`--retry-interval 0.2`); the function allows 10 retries.",
+        " (`--retry-interval 0.2 --call-timeout 30`); the function allows 10 retries. One engine and one"
+        " app per app and mode; the scenarios of that pair run one after the other on them.",
         "- Faults (`tests/chaos/scenarios.py`): a fault proxy (`tests/chaos/faultproxy.py`) sits"
         " between the app and the engine (checkpoint API) and between the engine and the app"
-        " (call requests); worker and engine kills are SIGKILLs from the harness.",
-        "- Invariants, checked from the engine's SQLite file and the execution log: every accepted"
-        " event started exactly one run (`lost` and `dup runs`: must be 0); every completed run stored"
-        " each of its 10 steps exactly once and returned the expected output; a step body ran more than"
-        " once only for a cause the fault explains (else `unexplained`); no run still running"
-        " 60 s after the last event was accepted (`stuck`: must be 0); a run failed only where the"
-        " fault makes failure the documented outcome.",
+        " (call requests), firing on a schedule; worker and engine kills are SIGKILLs from the"
+        " harness while runs are in flight. `fired`: how many times the fault fired.",
+        "- Invariants, checked from the engine's SQLite file, the execution log and what the proxies"
+        " saw: every accepted event started exactly one run (`lost`, `dup runs`: must be 0); every"
+        " completed run stored each of its 10 steps exactly once and returned the expected output;"
+        " a step body ran more than once only for a cause the fault explains (below; anything else is"
+        " a violation); no run still running 60 s after the last event was accepted (`stuck`: must"
+        " be 0); no run failed (none of these faults may fail a run); the memory of the engine and of"
+        f" the app grew by at most {MEMORY_GROWTH_MB} MB in a scenario.",
         "- Latency: a run's creation (event accepted) to its end, in the engine's clock, under the load"
         " and the fault. Memory: resident set of the engine and of all the app's processes, sampled"
         " every 0.5 s (first sample → peak, MB).",
+        "",
+        "Causes of a step body running again (each is at-least-once execution doing its job: the"
+        " result of the first run never reached the engine, or reached it after a newer request was"
+        " already made):",
+        "",
+        "- `worker-killed`: the worker died in the step (or after it, before its result was"
+        " confirmed); its server started a new one and the engine called again.",
+        "- `engine-killed (result unconfirmed)` / `reply lost (the engine was gone ...)`: the engine"
+        " died (or gave up on the call after `--call-timeout`) before it stored the result; after the"
+        " restart the run was called again from what was stored.",
+        "- `duplicate-delivery`: the proxy delivered a call request twice; the copy ran the step too"
+        " (its reply was dropped; the engine kept one result).",
+        "- `stale-409 (attempt abandoned)`: the checkpoint API answered 409, so the SDK stopped that"
+        " request as stale and the engine called again; the unconfirmed steps ran again.",
+        "- `call made before the result was confirmed` / `stale call`: a call request waited in the"
+        " server's backlog (gunicorn's sync workers, behind hung checkpoint calls) while an earlier"
+        " request confirmed the step; the engine may also have timed it out and called again.",
         "",
         "## The table",
         "",
@@ -127,6 +186,28 @@ def render(results: list[Result], skipped: list[str], *, runs: int, in_flight: i
         )
     lines += ["", "## The faults", ""]
     lines += [f"- `{s.name}`: {s.what}." for s in SCENARIOS]
+    lines += [
+        "- `bad input` at both HTTP surfaces (the serve endpoint under Flask and FastAPI, the engine's"
+        " API): `tests/chaos/test_fuzz_http.py`, property-based (hypothesis) bodies, headers,"
+        " signatures (wrong key, expired, from the future, over another body, malformed), methods,"
+        " query strings, right-shaped bodies with wrong values, JSON nested deep, oversized bodies:"
+        " every answer a 4xx with a JSON error (never a 500 or a hang), nothing stored."
+        + (
+            f" This run: {fuzz[0]} examples per property, {'passed' if fuzz[1] else 'FAILED'} ({fuzz[2]})."
+            if fuzz
+            else ""
+        ),
+        "",
+        "## Bugs this suite found (fixed; regression tests in `tests/chaos/test_regressions.py`)",
+        "",
+        "- A 409 from something between the app and the engine (a proxy, a load balancer) made the SDK"
+        " stop as a stale dispatch and answer 400 no-retry, and the engine failed the run for good,"
+        " though the call was the run's current dispatch. The engine now calls again.",
+        "- JSON nested a few thousand levels deep answered 500 at the serve endpoint (signature check,"
+        " body parser) and at the engine API (Python's `RecursionError`). Now 400 (or 401).",
+        "- The engine accepted `NaN`/`Infinity` in an event (Python's `json` does), stored it and served"
+        " it back as invalid JSON. Now refused with 400, at the serve endpoint too.",
+    ]
     if broken:
         lines += ["", "## Broken invariants", ""]
         lines += [f"- {r.scenario} x {r.app} x {r.mode}: {'; '.join(r.violations)}" for r in broken]
@@ -151,8 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=str(ROOT / "docs" / "reliability.md"), help="'-': print only")
     parser.add_argument("--keep", default=None, help="keep logs, databases and traces in this folder")
+    parser.add_argument("--fuzz-examples", type=int, default=0, help="also run the HTTP fuzzers (0: no)")
     args = parser.parse_args(argv)
     began = time.monotonic()
+    fuzz = None
+    if args.fuzz_examples:
+        passed, summary = run_fuzzers(args.fuzz_examples)
+        print(f"fuzzers ({args.fuzz_examples} examples per property): {summary}", flush=True)
+        fuzz = (args.fuzz_examples, passed, summary)
     with tempfile.TemporaryDirectory(prefix="eagerstep-chaos-") as tmp:
         workdir = Path(args.keep or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             [BY_NAME[name] for name in args.faults],
             runs=args.runs,
             in_flight=args.in_flight,
-            budget=args.budget,
+            budget=args.budget - (time.monotonic() - began),
             stuck_after=args.stuck_after,
             workdir=workdir,
         )
@@ -172,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out != "-":
         Path(args.out).write_text(text)
         print(f"wrote {args.out}")
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.ok for r in results) and (fuzz is None or fuzz[1]) else 1
 
 
 if __name__ == "__main__":
