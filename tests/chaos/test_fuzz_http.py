@@ -38,7 +38,7 @@ KEY = "signkey-test-" + "5e" * 32
 WRONG_KEY = "signkey-test-" + "00" * 32
 FN = "fuzz-target"
 #: examples per property: a few dozen in the default suite, more under ``make chaos``
-EXAMPLES = int(os.environ.get("CHAOS_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("CHAOS_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
