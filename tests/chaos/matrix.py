@@ -162,9 +162,17 @@ def render(
         "",
         "- `worker-killed`: the worker died in the step (or after it, before its result was"
         " confirmed); its server started a new one and the engine called again.",
-        "- `engine-killed (result unconfirmed)` / `reply lost (the engine was gone ...)`: the engine"
-        " died (or gave up on the call after `--call-timeout`) before it stored the result; after the"
-        " restart the run was called again from what was stored.",
+        "- `engine-killed (result unconfirmed)`: the engine died before it stored the result (the"
+        " app went on with the requests it had, but could not checkpoint nor reply); after the restart"
+        " every run in flight was called again from what was stored.",
+        "- `reply lost (the engine had timed the call out)`: the engine gave up on the call after"
+        " `--call-timeout` before the reply came, and called again.",
+        "",
+        "Latency under `checkpoint-hang` with gunicorn: a sync worker serves one request at a time,"
+        " and a run's final reply waits for its steps to be confirmed (at most 10 s), so each hung"
+        " checkpoint call holds its worker about 2 s (the SDK's timeout, then a retry). With 3 workers"
+        " and runs queued behind them, the queue is most of that latency; uvicorn's workers serve other"
+        " requests meanwhile.",
         "- `duplicate-delivery`: the proxy delivered a call request twice; the copy ran the step too"
         " (its reply was dropped; the engine kept one result).",
         "- `stale-409 (attempt abandoned)`: the checkpoint API answered 409, so the SDK stopped that"

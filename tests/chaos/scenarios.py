@@ -556,23 +556,23 @@ def _check(
         for earlier, later in itertools.pairwise(lines):
             confirmed_at = confirmed.get((run_id, step))
             stale = run_id in abandoned and int(later["attempt"]) < newest_attempt[run_id]
-            if stale:
-                cause = "stale call (the engine had timed it out and called again)"
-            elif (
-                confirmed_at is not None
-                and float(later["t"]) > confirmed_at
-                and rig.confirmations.made_before(run_id, float(later["t"]), confirmed_at)
-            ):
-                cause = "call made before the result was confirmed (it waited in the server's backlog)"
-            elif (
-                confirmed_at is not None
-                and float(later["t"]) > confirmed_at
-                and "duplicate-delivery" not in scenario.causes
-            ):
+            confirmed_before = confirmed_at is not None and float(later["t"]) > confirmed_at
+            made_before = confirmed_before and rig.confirmations.made_before(
+                run_id, float(later["t"]), float(confirmed_at or 0)
+            )
+            if "duplicate-delivery" in scenario.causes:
+                cause = "duplicate-delivery"
+            elif confirmed_before and not made_before and not stale:
                 cause = "after its result was confirmed"
                 result.violations.append(f"{run_id}/{step} ran again after the engine confirmed it")
+            elif "engine-killed" in scenario.causes:
+                cause = "engine-killed (result unconfirmed)"
+            elif stale:
+                cause = "stale call (the engine had timed it out and called again)"
+            elif made_before:
+                cause = "call made before the result was confirmed (it waited in the server's backlog)"
             elif run_id in abandoned:
-                cause = "reply lost (the engine was gone: killed, or it had timed the call out)"
+                cause = "reply lost (the engine had timed the call out)"
             else:
                 cause = _cause(scenario, earlier, killed, ends, run_id, step)
             result.reexecutions[cause] += 1
