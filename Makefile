@@ -32,7 +32,7 @@ bench: $(STAMP)
 
 ## Fault injection: the HTTP fuzzers with more examples, then the fault x app x mode matrix, written to
 ## docs/reliability.md. Bounded: under ~10 minutes on 2 cores, loopback only.
-CHAOS_ARGS ?= --runs 42 --in-flight 30 --fuzz-examples 300 --budget 500
+CHAOS_ARGS ?= --runs 60 --in-flight 50 --fuzz-examples 300 --budget 500
 chaos: $(STAMP)
 	timeout 660 $(BIN)/python -m tests.chaos.matrix $(CHAOS_ARGS)
 
