@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench screenshots tox-oldest compat-official clean
+.PHONY: demo test lint bench chaos screenshots tox-oldest compat-official clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ lint: $(STAMP)
 ## Benchmarks: tables and ratios, written to benchmarks/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+## Fault injection: the HTTP fuzzers with more examples, then the fault x app x mode matrix, written to
+## docs/reliability.md. Bounded: under ~10 minutes on 2 cores, loopback only.
+CHAOS_ARGS ?= --runs 60 --in-flight 50 --fuzz-examples 300 --budget 500
+chaos: $(STAMP)
+	timeout 660 $(BIN)/python -m tests.chaos.matrix $(CHAOS_ARGS)
 
 ## The oldest supported framework versions (what CI runs besides `make test`).
 # With pyenv, make every installed 3.10-3.13 interpreter visible to tox as python3.X.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
 import logging
 import os
 import threading
@@ -27,7 +26,7 @@ import httpx
 from pydantic import ValidationError
 
 from eagerstep._version import __version__
-from eagerstep.core import checkpoint, execution, middleware, protocol, signing, transport
+from eagerstep.core import checkpoint, execution, middleware, protocol, safejson, signing, transport
 from eagerstep.core.messages import Request, Response
 
 if TYPE_CHECKING:
@@ -350,7 +349,7 @@ class CommHandler:
     def _in_band(self, request: Request, settings: Settings) -> Response:
         url = None
         try:
-            parsed = json.loads(request.body) if request.body else {}
+            parsed = safejson.loads(request.body) if request.body else {}
             if isinstance(parsed, dict) and isinstance(parsed.get("url"), str):
                 url = parsed["url"]
         except ValueError:
@@ -479,7 +478,7 @@ class CommHandler:
                 )
             )
         try:
-            raw = json.loads(request.body)
+            raw = safejson.loads(request.body)
         except ValueError as exc:
             raise _Reply(
                 self._finalise(error_response(400, "bad_request", f"the body is not valid JSON: {exc}"), key)

@@ -10,6 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from eagerstep.core import safejson
+
 SIGNATURE_MAX_AGE_SECONDS = 5 * 60
 
 _PREFIX = re.compile(r"^signkey-[\w]+-")
@@ -100,7 +102,7 @@ def verify(
                 return key
         if len(candidates) == 1:
             try:
-                canonical = canonical_json(json.loads(body)) if body else body
+                canonical = canonical_json(safejson.loads(body)) if body else body
             except ValueError:
                 canonical = body
             if canonical != body:

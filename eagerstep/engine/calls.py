@@ -29,6 +29,9 @@ from eagerstep.engine.store import dumps
 if TYPE_CHECKING:
     from eagerstep.engine.engine import Engine
 
+#: The error eagerstep answers a call with when the checkpoint API said 409 (a stale dispatch).
+STALE_DISPATCH = "StaleDispatchError"
+
 log = logging.getLogger("eagerstep.engine")
 
 
@@ -285,6 +288,12 @@ class CallLoop:
         else:
             error = _garbage(status, content, "an error")
         run.call_error = f"invalid status code: {status}"
+        if no_retry and error.get("name") == STALE_DISPATCH:
+            # This call is the run's current dispatch (replies to stale ones never get here), so the
+            # 409 that stopped it did not come from this engine but from something in between (a
+            # proxy, a load balancer): the run is not stale, and is dispatched again, as a retry.
+            log.warning("run %s: the app stopped on a 409 this engine did not send; retrying", run.id)
+            no_retry = False
         self.function_error(item, run, fn, error, no_retry, retry_after)
 
     def retry_delay(self, retry_after: str | None) -> float:

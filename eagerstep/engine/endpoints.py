@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 from ulid import ULID
 
-from eagerstep.core import protocol, signing
+from eagerstep.core import protocol, safejson, signing
 from eagerstep.engine.model import (
     _APP_NAMESPACE,
     CALL,
@@ -105,9 +105,9 @@ class RunTokens:
             expected = hmac.new(self.secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
             if not hmac.compare_digest(expected, _unb64(signature)):
                 raise ValueError("bad signature")
-            if json.loads(_unb64(header)).get("alg") != "HS256":
+            if safejson.loads(_unb64(header)).get("alg") != "HS256":
                 raise ValueError("bad algorithm")
-            claims = json.loads(_unb64(payload))
+            claims = safejson.loads(_unb64(payload))
             if claims.get("iss") != RUN_CLAIMS_ISSUER or claims.get("sub") != RUN_CLAIMS_SUBJECT:
                 raise ValueError("not a run claim")
             if not isinstance(claims.get("exp"), int) or claims["exp"] < now:
@@ -460,7 +460,7 @@ class EndpointAPI:
         trimmed = content.strip()
         value: Any = None
         try:
-            value = json.loads(trimmed) if trimmed else None
+            value = safejson.loads(trimmed) if trimmed else None
         except ValueError:
             value = None
         if isinstance(value, dict) and value.get("op") == "RunComplete":

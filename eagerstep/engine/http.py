@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from eagerstep.core import safejson
 from eagerstep.engine import eventlog, gql
 from eagerstep.engine.dashboard import DashboardRoutes
 from eagerstep.engine.engine import Engine
@@ -42,7 +43,7 @@ class Request:
                 return {}
             raise EngineError("the request body is empty; expected JSON")
         try:
-            return json.loads(self.body)
+            return safejson.loads(self.body)
         except ValueError as exc:
             raise EngineError(f"the request body is not valid JSON: {exc}") from exc
 
