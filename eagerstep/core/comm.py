@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import logging
 import os
 import threading
@@ -585,18 +584,6 @@ class CommHandler:
     # -- use_api: state too large to inline --------------------------------------------------
 
     @staticmethod
-    def _api_urls(state: execution.RunState, settings: Settings) -> tuple[str, str]:
-        base = f"{settings.api_base_url}/v0/runs/{state.run_id}"
-        return f"{base}/actions", f"{base}/batch"
-
-    @staticmethod
-    def _auth_headers(settings: Settings) -> list[dict[str, str]]:
-        keys = [k for k in (settings.signing_key, settings.signing_key_fallback) if k]
-        return [{protocol.Header.AUTHORIZATION: f"Bearer {signing.hash_signing_key(k)}"} for k in keys] or [
-            {}
-        ]
-
-    @staticmethod
     def _apply_state(state: execution.RunState, actions: Any, batch: Any) -> Response | None:
         if not isinstance(actions, dict) or not isinstance(batch, list):
             return error_response(
@@ -611,84 +598,87 @@ class CommHandler:
     def _load_state_sync(self, state: execution.RunState, settings: Settings) -> Response | None:
         if not (state.call.use_api or state.call.ctx.use_api):
             return None
-        results: list[Any] = []
-        for url in self._api_urls(state, settings):
-            try:
-                results.append(_get_json(functools.partial(_http_get, url), self._auth_headers(settings)))
-            except _ApiError as exc:
-                return error_response(500, "use_api_failed", f"could not load the run's state: {exc}")
-        return self._apply_state(state, results[0], results[1])
+        try:
+            actions, batch = load_run_state(settings, state.run_id)
+        except RunStateError as exc:
+            return error_response(500, "use_api_failed", f"could not load the run's state: {exc}")
+        return self._apply_state(state, actions, batch)
 
     async def _load_state_async(self, state: execution.RunState, settings: Settings) -> Response | None:
         if not (state.call.use_api or state.call.ctx.use_api):
             return None
-        results: list[Any] = []
-        for url in self._api_urls(state, settings):
-            try:
-                results.append(
-                    await _get_json_async(
-                        functools.partial(_http_get_async, url), self._auth_headers(settings)
-                    )
-                )
-            except _ApiError as exc:
-                return error_response(500, "use_api_failed", f"could not load the run's state: {exc}")
-        return self._apply_state(state, results[0], results[1])
+        try:
+            actions, batch = await load_run_state_async(settings, state.run_id)
+        except RunStateError as exc:
+            return error_response(500, "use_api_failed", f"could not load the run's state: {exc}")
+        return self._apply_state(state, actions, batch)
 
 
-class _ApiError(Exception):
-    pass
+# -- the orchestrator's run state API (GET /v0/runs/{id}/actions and /batch) ------------------------
 
 
-def _http_get(url: str, headers: dict[str, str]) -> httpx.Response:
+class RunStateError(Exception):
+    """The orchestrator's run state API could not be read (unreachable, an error status, not JSON)."""
+
+
+def _run_state_requests(settings: Settings, run_id: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The two URLs (memoised steps, then the triggering events) and the credentials to try in turn."""
+    base = f"{settings.api_base_url.rstrip('/')}/v0/runs/{run_id}"
+    keys = [k for k in (settings.signing_key, settings.signing_key_fallback) if k]
+    auth = [{protocol.Header.AUTHORIZATION: f"Bearer {signing.hash_signing_key(k)}"} for k in keys]
+    return [f"{base}/actions", f"{base}/batch"], auth or [{}]
+
+
+def load_run_state(settings: Settings, run_id: str) -> tuple[Any, Any]:
+    """``(actions, batch)`` of a run, as the orchestrator stores them (shapes unchecked)."""
     from eagerstep.core.client import http_client
 
-    return http_client().get(url, headers=headers)
+    urls, auth = _run_state_requests(settings, run_id)
+    loaded: list[Any] = []
+    for url in urls:
+        response: httpx.Response | None = None
+        for headers in auth:  # the current key, then the fallback key
+            try:
+                response = http_client().get(url, headers=headers)
+            except httpx.HTTPError as exc:
+                raise RunStateError(repr(exc)) from exc
+            if response.status_code not in (401, 403):
+                break
+        assert response is not None
+        loaded.append(_decode_api(response))
+    return loaded[0], loaded[1]
 
 
-async def _http_get_async(url: str, headers: dict[str, str]) -> httpx.Response:
+async def load_run_state_async(settings: Settings, run_id: str) -> tuple[Any, Any]:
+    """:func:`load_run_state` on the event loop."""
     from eagerstep.core.client import async_http_client
 
-    return await async_http_client().get(url, headers=headers)
+    urls, auth = _run_state_requests(settings, run_id)
+    loaded: list[Any] = []
+    for url in urls:
+        response: httpx.Response | None = None
+        for headers in auth:
+            try:
+                response = await async_http_client().get(url, headers=headers)
+            except httpx.HTTPError as exc:
+                raise RunStateError(repr(exc)) from exc
+            if response.status_code not in (401, 403):
+                break
+        assert response is not None
+        loaded.append(_decode_api(response))
+    return loaded[0], loaded[1]
 
 
 def _decode_api(response: httpx.Response) -> Any:
     if response.status_code >= 300:
-        raise _ApiError(f"GET {response.request.url} answered HTTP {response.status_code}")
+        raise RunStateError(f"GET {response.request.url} answered HTTP {response.status_code}")
     try:
         payload = response.json()
     except ValueError as exc:
-        raise _ApiError(f"GET {response.request.url} answered with invalid JSON") from exc
+        raise RunStateError(f"GET {response.request.url} answered with invalid JSON") from exc
     if isinstance(payload, dict) and set(payload) <= {"data", "metadata"} and "data" in payload:
-        return payload["data"]
+        return payload["data"]  # the Inngest server wraps its answer
     return payload
-
-
-def _get_json(get: Callable[[dict[str, str]], httpx.Response], header_sets: list[dict[str, str]]) -> Any:
-    response: httpx.Response | None = None
-    for headers in header_sets:
-        try:
-            response = get(headers)
-        except httpx.HTTPError as exc:
-            raise _ApiError(str(exc)) from exc
-        if response.status_code not in (401, 403):
-            break
-    assert response is not None
-    return _decode_api(response)
-
-
-async def _get_json_async(
-    get: Callable[[dict[str, str]], Awaitable[httpx.Response]], header_sets: list[dict[str, str]]
-) -> Any:
-    response: httpx.Response | None = None
-    for headers in header_sets:
-        try:
-            response = await get(headers)
-        except httpx.HTTPError as exc:
-            raise _ApiError(str(exc)) from exc
-        if response.status_code not in (401, 403):
-            break
-    assert response is not None
-    return _decode_api(response)
 
 
 def _hashed(key: str | None) -> str | None:

@@ -35,8 +35,14 @@ import httpx
 
 from eagerstep.core import execution, protocol, signing
 from eagerstep.core.checkpoint import Checkpointing
-from eagerstep.core.client import async_http_client, http_client
-from eagerstep.core.comm import Request, Response, error_response
+from eagerstep.core.comm import (
+    Request,
+    Response,
+    RunStateError,
+    error_response,
+    load_run_state,
+    load_run_state_async,
+)
 from eagerstep.core.config import parse_checkpointing
 
 if TYPE_CHECKING:
@@ -663,31 +669,20 @@ class DurableEndpoint:
             state.disable_immediate = True
         return state
 
-    def _state_urls(self, request: Request) -> tuple[list[str], list[dict[str, str]]]:
-        settings = self.client.settings
-        base = f"{settings.api_base_url.rstrip('/')}/v0/runs/{request.header(protocol.Header.RUN_ID)}"
-        keys = [k for k in (settings.signing_key, settings.signing_key_fallback) if k]
-        auth = [{protocol.Header.AUTHORIZATION: f"Bearer {signing.hash_signing_key(k)}"} for k in keys] or [
-            {}
-        ]
-        return [f"{base}/actions", f"{base}/batch"], auth
-
     def _reenter_sync(
         self, request: Request, view: Callable[[Context], Any], to_result: Callable[[Any], APIResult]
     ) -> Response:
         refused = self._verify(request)
         if refused is not None:
             return self._finalise(refused)
-        urls, auth = self._state_urls(request)
-        loaded: list[Any] = []
         try:
-            for url in urls:
-                loaded.append(_get(url, auth))
-        except _CheckpointFailed as exc:
+            run_id = request.header(protocol.Header.RUN_ID) or ""
+            actions, batch = load_run_state(self.client.settings, run_id)
+        except RunStateError as exc:
             return self._finalise(
                 error_response(500, "use_api_failed", f"could not load the run's state: {exc}")
             )
-        state = self._reentry_state(request, lambda ctx: to_result(view(ctx)), False, loaded[0], loaded[1])
+        state = self._reentry_state(request, lambda ctx: to_result(view(ctx)), False, actions, batch)
         if isinstance(state, Response):
             return self._finalise(state)
         return self._ops_reply(execution.run_sync(state))
@@ -701,12 +696,11 @@ class DurableEndpoint:
         refused = self._verify(request)
         if refused is not None:
             return self._finalise(refused)
-        urls, auth = self._state_urls(request)
-        loaded: list[Any] = []
         try:
-            for url in urls:
-                loaded.append(await _get_async(url, auth))
-        except _CheckpointFailed as exc:
+            actions, batch = await load_run_state_async(
+                self.client.settings, request.header(protocol.Header.RUN_ID) or ""
+            )
+        except RunStateError as exc:
             return self._finalise(
                 error_response(500, "use_api_failed", f"could not load the run's state: {exc}")
             )
@@ -714,7 +708,7 @@ class DurableEndpoint:
         async def handler(ctx: AsyncContext) -> APIResult:
             return to_result(await view(ctx))
 
-        state = self._reentry_state(request, handler, True, loaded[0], loaded[1])
+        state = self._reentry_state(request, handler, True, actions, batch)
         if isinstance(state, Response):
             return self._finalise(state)
         return self._ops_reply(await execution.run_async(state))
@@ -774,41 +768,3 @@ def _error_result(status: int, error: dict[str, Any]) -> APIResult:
 
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {protocol.dumps(data)}\n\n"
-
-
-def _get(url: str, auth: list[dict[str, str]]) -> Any:
-    response: httpx.Response | None = None
-    for headers in auth:
-        try:
-            response = http_client().get(url, headers=headers)
-        except httpx.HTTPError as exc:
-            raise _CheckpointFailed(repr(exc)) from exc
-        if response.status_code not in (401, 403):
-            break
-    assert response is not None
-    return _decode(response)
-
-
-async def _get_async(url: str, auth: list[dict[str, str]]) -> Any:
-    response: httpx.Response | None = None
-    for headers in auth:
-        try:
-            response = await async_http_client().get(url, headers=headers)
-        except httpx.HTTPError as exc:
-            raise _CheckpointFailed(repr(exc)) from exc
-        if response.status_code not in (401, 403):
-            break
-    assert response is not None
-    return _decode(response)
-
-
-def _decode(response: httpx.Response) -> Any:
-    if response.status_code >= 300:
-        raise _CheckpointFailed(f"GET {response.request.url} answered HTTP {response.status_code}")
-    try:
-        payload = response.json()
-    except ValueError as exc:
-        raise _CheckpointFailed(f"GET {response.request.url} answered with invalid JSON") from exc
-    if isinstance(payload, dict) and set(payload) <= {"data", "metadata"} and "data" in payload:
-        return payload["data"]
-    return payload
