@@ -44,6 +44,7 @@ from eagerstep.core.comm import (
     load_run_state_async,
 )
 from eagerstep.core.config import parse_checkpointing
+from eagerstep.core.transport import Connections
 
 if TYPE_CHECKING:
     from eagerstep.core.checkpoint import RunCheckpointer
@@ -215,34 +216,16 @@ _local = threading.local()
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> _Posted:
-    """POST on this thread's keep-alive connection to the origin (stdlib ``http.client``: a fraction
-    of an ``httpx`` call's CPU, which the sender threads would take from the views)."""
-    parts = urlsplit(url)
-    secure = parts.scheme == "https"
-    key = (parts.hostname or "localhost", parts.port or (443 if secure else 80), secure)
-    pool: dict[tuple[str, int, bool], http.client.HTTPConnection] = _local.__dict__.setdefault("pool", {})
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    for attempt in (0, 1):
-        conn = pool.get(key)
-        reused = conn is not None and conn.sock is not None
-        if conn is None:
-            cls = http.client.HTTPSConnection if secure else http.client.HTTPConnection
-            conn = pool[key] = cls(key[0], key[1], timeout=timeout)
-        try:
-            conn.request("POST", target, body=body, headers={**_base_headers(), **headers})
-            response = conn.getresponse()
-            content = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            pool.pop(key, None)
-            conn.close()
-            if reused and attempt == 0:
-                continue  # the server closed an idle keep-alive connection: once more, anew
-            raise _CheckpointFailed(repr(exc)) from exc
-        if response.will_close:
-            pool.pop(key, None)
-            conn.close()
-        return _Posted(response.status, content)
-    raise _CheckpointFailed("unreachable")  # pragma: no cover
+    """POST on this thread's keep-alive connections (the checkpoint senders' ``http.client`` pool:
+    a fraction of an ``httpx`` call's CPU, which the sender threads would take from the views)."""
+    connections: Connections | None = getattr(_local, "connections", None)
+    if connections is None:
+        connections = _local.connections = Connections()
+    try:
+        status, content = connections.post(url, body, {**_base_headers(), **headers}, timeout)
+    except (OSError, http.client.HTTPException) as exc:
+        raise _CheckpointFailed(repr(exc)) from exc
+    return _Posted(status, content)
 
 
 def _base_headers() -> dict[str, str]:

@@ -12,7 +12,7 @@ seen here only as :class:`Flushable`):
   timers and retry waits live on the loop; stopped by :func:`shutdown_async`.
 
 The HTTP attempts themselves run on a few daemon worker threads of the process sender, over
-keep-alive ``http.client`` connections (:class:`_Connections`): they share the GIL with the user's
+keep-alive ``http.client`` connections (:class:`Connections`): they share the GIL with the user's
 code, and a stdlib request costs about a quarter of the CPU of an ``httpx`` one, CPU the steps would
 otherwise pay. A slow call for one run does not hold up the others.
 """
@@ -191,7 +191,7 @@ class Sender:
         return False
 
 
-class _Connections:
+class Connections:
     """Keep-alive HTTP/1.1 connections of one sender worker, one per origin (stdlib ``http.client``).
 
     The sender threads share the GIL with user code, so the CPU a checkpoint call costs is taken
@@ -203,7 +203,8 @@ class _Connections:
         self._open: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
         self._tls: ssl.SSLContext | None = None
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+        """POST ``body``; the reply's status and body. Raises ``OSError``/``HTTPException``."""
         parts = urlsplit(url)
         scheme, host = parts.scheme or "http", parts.hostname or "localhost"
         port = parts.port or (443 if scheme == "https" else 80)
@@ -221,7 +222,7 @@ class _Connections:
             try:
                 conn.request("POST", self._target(conn, url, path), body=body, headers=headers)
                 response = conn.getresponse()
-                response.read()
+                content = response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self._drop(key)
                 if reused and not fresh:
@@ -232,7 +233,7 @@ class _Connections:
                 raise
             if response.will_close:
                 self._drop(key)
-            return response.status
+            return response.status, content
         raise ConnectionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
@@ -313,12 +314,12 @@ class _ThreadSender(Sender):
     def __init__(self) -> None:
         self.pid = os.getpid()
         self._queue: queue.SimpleQueue[tuple[int, Any, float, int]] = queue.SimpleQueue()
-        self._work: queue.SimpleQueue[Callable[[_Connections], None] | None] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[Callable[[Connections], None] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._idle = 0
         self._busy = 0  # attempts handed to workers, not yet reported back
         self._workers_lock = threading.Lock()
-        self._connections: list[_Connections] = []
+        self._connections: list[Connections] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="eagerstep-checkpoint", daemon=True)
         self._thread.start()
@@ -374,14 +375,14 @@ class _ThreadSender(Sender):
         self._idle += 1
         worker.start()
 
-    def _submit(self, task: Callable[[_Connections], None]) -> None:
+    def _submit(self, task: Callable[[Connections], None]) -> None:
         with self._workers_lock:
             if self._idle == 0 and len(self._workers) < self.HTTP_WORKERS:
                 self._start_worker_locked()
         self._work.put(task)
 
     def _work_loop(self) -> None:
-        connections = _Connections()
+        connections = Connections()
         with self._workers_lock:
             self._connections.append(connections)
         while True:
@@ -398,7 +399,7 @@ class _ThreadSender(Sender):
                 with self._workers_lock:
                     self._idle += 1
 
-    def _attempt(self, connections: _Connections, checkpointer: Flushable, job: Job) -> None:
+    def _attempt(self, connections: Connections, checkpointer: Flushable, job: Job) -> None:
         try:
             outcome, detail = _post(connections, job)
             if outcome == AUTH and checkpointer.use_fallback_key():
@@ -481,14 +482,14 @@ class _ThreadSender(Sender):
             logger.exception("checkpoint sender: unexpected error")
 
 
-def _post(connections: _Connections, job: Job) -> tuple[str, str]:
+def _post(connections: Connections, job: Job) -> tuple[str, str]:
     """One HTTP attempt; its outcome class and a short description."""
     try:
         body = job.target.body(job.ops)
     except (TypeError, ValueError) as exc:
         return FATAL, f"a step output is not JSON: {exc}"
     try:
-        status = connections.post(job.target.url, body, job.target.headers(job.use_fallback), job.timeout)
+        status, _ = connections.post(job.target.url, body, job.target.headers(job.use_fallback), job.timeout)
     except TimeoutError:
         return RETRY, "timed out"
     except (OSError, http.client.HTTPException) as exc:
@@ -500,7 +501,7 @@ class _LoopSender(Sender):
     """One asyncio task per event loop: it starts each flush as a child task, which waits out
     retries with ``asyncio.sleep`` and awaits each HTTP attempt made by the process sender's
     workers (the loop spends no CPU on HTTP, and an attempt costs far less there; see
-    :class:`_Connections`)."""
+    :class:`Connections`)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.pid = os.getpid()
