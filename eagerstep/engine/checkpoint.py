@@ -96,18 +96,7 @@ class CheckpointAPI:
         with engine.transaction():
             for op in steps:
                 if op.op in ("StepRun", "Step"):
-                    timing = op.timing or {}
-                    begun = timing["a"] / 1e9 if isinstance(timing.get("a"), (int, float)) else None
-                    ended = begun + float(timing.get("b") or 0) / 1e9 if begun is not None else now
-                    lifecycle.store_memo(
-                        run,
-                        op.id,
-                        {"data": op.data if op.has_data else None},
-                        name=op.displayName or op.name,
-                        op="StepRun",
-                        started=begun,
-                        ended=ended,
-                    )
+                    lifecycle.store_step_op(run, op, now)
             if item is not None and item.run_id == run_id and item.payload.get("attempt"):
                 item.payload["attempt"] = 0
                 engine.db.execute("UPDATE queue SET payload=? WHERE id=?", (dumps(item.payload), item.id))

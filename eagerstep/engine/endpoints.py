@@ -338,18 +338,7 @@ class EndpointAPI:
     def _store_step(self, run: RunState, op: Op, now: float) -> None:
         if op.op not in _STEP_OPS:
             return
-        timing = op.timing or {}
-        begun = timing["a"] / 1e9 if isinstance(timing.get("a"), (int, float)) else None
-        ended = begun + float(timing.get("b") or 0) / 1e9 if begun is not None else now
-        self.engine.lifecycle.store_memo(
-            run,
-            op.id,
-            {"data": op.data if op.has_data else None},
-            name=op.displayName or op.name,
-            op="StepRun",
-            started=begun,
-            ended=ended,
-        )
+        self.engine.lifecycle.store_step_op(run, op, now)
 
     def finalise(self, run: RunState, data: Any) -> None:
         """RunComplete of a sync run: ``data`` is an APIResult ``{status, headers, body}``; a

@@ -27,6 +27,7 @@ from eagerstep.engine.store import FINAL_STATUSES, dumps, loads
 
 if TYPE_CHECKING:
     from eagerstep.engine.engine import Engine
+    from eagerstep.engine.ops import Op
 
 log = logging.getLogger("eagerstep.engine")
 
@@ -165,6 +166,22 @@ class RunLifecycle:
         with engine.transaction():
             self.finish_run(run, CANCELLED, error={"name": "Cancelled", "message": "cancelled via the API"})
         return CANCELLED
+
+    def store_step_op(self, run: RunState, op: Op, now: float) -> None:
+        """Record a completed step that arrived as an op (``StepRun``/``Step``, in a checkpoint), with
+        the span its ``timing`` gives (``a``: start, ns since the epoch; ``b``: duration, ns)."""
+        timing = op.timing or {}
+        begun = timing["a"] / 1e9 if isinstance(timing.get("a"), (int, float)) else None
+        ended = begun + float(timing.get("b") or 0) / 1e9 if begun is not None else now
+        self.store_memo(
+            run,
+            op.id,
+            {"data": op.data if op.has_data else None},
+            name=op.displayName or op.name,
+            op="StepRun",
+            started=begun,
+            ended=ended,
+        )
 
     def store_memo(
         self,
