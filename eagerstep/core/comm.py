@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import os
 import threading
@@ -251,7 +252,14 @@ class CommHandler:
 
     async def _in_pool(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any) -> T:
         ctx = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor(), lambda: ctx.run(fn, *args))
+        work = functools.partial(fn, *args)
+        return await loop.run_in_executor(self._executor(), lambda: ctx.run(self.around_thread_work, work))
+
+    def around_thread_work(self, work: Callable[[], T]) -> T:
+        """Runs one unit of work on one of eagerstep's threads: a ``def`` function's request in this
+        handler's pool (async servers), a branch of an eager parallel group. An adapter overrides it
+        to set up and release what its framework keeps per thread (Django: database connections)."""
+        return work()
 
     def _verify(self, request: Request, settings: Settings, *, required: bool) -> str | None:
         """The signing key the request's signature matches; None if unsigned (or dev mode).
@@ -512,6 +520,8 @@ class CommHandler:
             checkpointing=config if checkpointed else None,
             started=started,
         )
+        if type(self).around_thread_work is not CommHandler.around_thread_work:
+            state.around_thread = self.around_thread_work
         return _Prepared(
             state, key, self._checkpoint_target(request, call, settings) if checkpointed else None
         )

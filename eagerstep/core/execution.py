@@ -240,6 +240,9 @@ class RunState:
         make_checkpointer: Callable[[], RunCheckpointer] | None = None,
         started: float | None = None,
     ) -> None:
+        #: Runs a unit of work on one of eagerstep's threads (a branch of an eager parallel group):
+        #: set by the serve handler from ``CommHandler.around_thread_work``; None: call it directly.
+        self.around_thread: Callable[[Callable[[], Any]], Any] | None = None
         self.function = function
         self.client: FunctionOwner = function.client
         self.call = call

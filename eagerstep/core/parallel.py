@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import os
 import threading
@@ -66,6 +67,7 @@ class GroupState(Protocol):
 
     collecting: bool
     memos: dict[str, Any]
+    around_thread: Callable[[Callable[[], Any]], Any] | None
 
     def enter_parallel(self) -> None: ...
     def exit_parallel(self) -> None: ...
@@ -296,10 +298,14 @@ def run_eager(st: GroupState, callables: Sequence[Callable[[], Any]]) -> tuple[A
         failures = _Failures(found.pending)
         st.starting_steps(found.pending)
         pool = _pool(st.parallel_threads())
+        around = st.around_thread
         futures: dict[Future[_Ran], _Pending] = {}
         for pending in found.pending:
             context = contextvars.copy_context()
-            futures[pool.submit(context.run, _call_body, pending)] = pending
+            if around is None:
+                futures[pool.submit(context.run, _call_body, pending)] = pending
+            else:
+                futures[pool.submit(context.run, around, functools.partial(_call_body, pending))] = pending
         for future in as_completed(futures):
             op = _settle(st, futures[future], future.result(), failures)
             if op is not None:

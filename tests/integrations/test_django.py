@@ -85,7 +85,7 @@ def test_settings_are_read_lazily() -> None:
 
 def test_functions_are_discovered_from_durable_modules() -> None:
     with eagerstep_settings(CLIENT=f"{TESTAPP}.client", DEV=True):
-        assert {f.id for f in get_functions()} == {"discovered", "db-check"}
+        assert {f.id for f in get_functions()} == {"discovered", "db-check", "db-parallel"}
 
 
 def test_discovery_module_name_is_configurable() -> None:
@@ -211,6 +211,26 @@ def test_async_view_closes_connections_in_pool_threads(orchestrator: RecordingOr
                 assert response.json()["was_closed"] is True
     finally:
         loop.close()
+
+
+def test_eager_parallel_branches_close_connections_in_their_threads(
+    orchestrator: RecordingOrchestrator,
+) -> None:
+    # Each branch of an eager group runs on a thread of eagerstep's parallel pool; Django's request
+    # signals never reach those threads, so without the handler's hook a branch would find the
+    # connection an earlier branch on that thread left open.
+    with eagerstep_settings(CLIENT=f"{TESTAPP}.client", **dev_settings(orchestrator)):
+        client = Client()
+        for _ in range(4):
+            request = call_request("testapp-db-parallel")
+            url = "/api/inngest?fnId=testapp-db-parallel&stepId=step"
+            response = client.post(url, request.body, content_type="application/json")
+            assert response.status_code == 206, response.content
+            [complete] = response.json()
+            assert complete["op"] == "RunComplete"
+            branches = complete["data"]
+            assert [b["thread"].startswith("eagerstep-parallel") for b in branches] == [True] * 3
+            assert [b["was_closed"] for b in branches] == [True] * 3
 
 
 # -- deferred sending -------------------------------------------------------------------------

@@ -22,18 +22,16 @@ _handler: CommHandler | None = None
 
 
 class DjangoCommHandler(CommHandler):
-    """Closes stale database connections around work in eagerstep's pool threads (Django's request
-    signals only do it for the request thread)."""
+    """Closes stale database connections around work on eagerstep's threads (a function's request in
+    the handler's pool, a branch of an eager parallel group): Django's request signals only do it for
+    the request thread, and a pool thread's connection would otherwise outlive ``CONN_MAX_AGE``."""
 
-    async def _in_pool(self, loop: Any, fn: Callable[..., T], *args: Any) -> T:
-        def run(*inner: Any) -> T:
+    def around_thread_work(self, work: Callable[[], T]) -> T:
+        close_old_connections()
+        try:
+            return work()
+        finally:
             close_old_connections()
-            try:
-                return fn(*inner)
-            finally:
-                close_old_connections()
-
-        return await super()._in_pool(loop, run, *args)
 
 
 def get_handler() -> CommHandler:

@@ -12,6 +12,10 @@ def discovered(ctx: eagerstep.Context) -> str:
 
 @client.function(id="db-check", trigger=eagerstep.Event("testapp/db"), checkpointing=False)
 def db_check(ctx: eagerstep.Context) -> dict[str, object]:
+    return _db_probe()
+
+
+def _db_probe() -> dict[str, object]:
     """Whether this thread started with no open database connection (closed around each job), and
     which thread ran it."""
     import threading
@@ -22,3 +26,10 @@ def db_check(ctx: eagerstep.Context) -> dict[str, object]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return {"was_closed": was_closed, "thread": threading.current_thread().name}
+
+
+@client.function(id="db-parallel", trigger=eagerstep.Event("testapp/db-parallel"))
+def db_parallel(ctx: eagerstep.Context) -> list[dict[str, object]]:
+    """An eager parallel group whose branches use the database, each reporting as db-check does."""
+
+    return list(ctx.step.parallel([lambda i=i: ctx.step.run(f"db-{i}", _db_probe) for i in range(3)]))
