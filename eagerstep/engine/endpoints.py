@@ -311,10 +311,10 @@ class EndpointAPI:
             self.finalise(run, complete.data)
             return
         handing_over = [op for op in ops if op.op not in _STEP_OPS]
-        # Several ops that hand over are a parallel group: re-entries plan (X-Inngest-Force-Step-Plan).
-        # The server counts every op but DeferAdd/DeferAbort, so a batch of coalesced StepRuns
-        # would force planning too; the engine does not, as such a batch is no parallel group.
-        if len(handing_over) > 1:
+        # As the server (``CheckpointSyncSteps``): more than one op (DeferAdd/DeferAbort aside) is
+        # parallel mode, coalesced StepRuns included; re-entries then plan (X-Inngest-Force-Step-Plan)
+        # until the engine's next discovery (after a sleep, a wait, a step) resets it.
+        if sum(op.op not in protocol.LAZY_OPCODES for op in ops) > 1:
             run.force_plan = True
         if not handing_over:
             for op in ops:

@@ -170,3 +170,34 @@ def test_a_run_gone_async_loses_the_sync_timeout(engine: EngineServer) -> None:
         t["kind"] for t in httpx.get(f"{engine.url}/v1/dev/timers").json()["data"] if t["run_id"] == run_id
     ]
     assert kinds == ["sleep"]
+
+
+@pytest.mark.parametrize("coalesced", [True, False], ids=["two-steps-in-one-call", "one-step-per-call"])
+def test_several_steps_in_one_sync_checkpoint_make_reentries_plan(
+    engine: EngineServer, coalesced: bool
+) -> None:
+    # The server's CheckpointSyncSteps: more than one non-lazy op in a checkpoint is parallel mode,
+    # StepRuns included, so the run's next call carries X-Inngest-Force-Step-Plan.
+    forced: list[str | None] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        forced.append(environ.get("HTTP_X_INNGEST_FORCE_STEP_PLAN"))
+        start_response("200 OK", [("Content-Type", "application/json"), ("X-Inngest-SDK", "scripted:v1")])
+        return [protocol.dumps([_complete(200)]).encode()]
+
+    error = {"name": "Error", "message": "boom"}
+    step_error = {"op": "StepError", "id": protocol.hash_step_id("c"), "name": "c", "error": error}
+    with wsgi_app_server(app) as origin:
+        first = [_step("a", 1), _step("b", 2)] if coalesced else [_step("a", 1)]
+        created = _create(engine, first, domain=origin).json()["data"]
+        run_id = created["run_id"]
+        later = [step_error] if coalesced else [_step("b", 2)]
+        body = {"run_id": run_id, "fn_id": created["fn_id"], "app_id": created["app_id"], "steps": later}
+        assert httpx.post(f"{engine.url}/v1/checkpoint/{run_id}/steps", json=body).status_code == 200
+        if not coalesced:
+            body["steps"] = [step_error]
+            assert httpx.post(f"{engine.url}/v1/checkpoint/{run_id}/steps", json=body).status_code == 200
+        wait_for(lambda: httpx.get(f"{engine.url}/v1/runs/{run_id}").json()["data"]["status"] != "Running")
+    assert httpx.get(f"{engine.url}/v1/runs/{run_id}").json()["data"]["status"] == "Completed"
+    assert forced == (["true"] if coalesced else [None])
