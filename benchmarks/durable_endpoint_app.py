@@ -1,7 +1,7 @@
 """The app the durable-endpoint benchmark calls: the same five steps as a plain view, as a durable
 endpoint, and as an event-triggered function. Run as a child process:
 
-    python benchmarks/durable_endpoint_app.py <flask|fastapi> <engine url>
+    python benchmarks/durable_endpoint_app.py <django|flask|fastapi> <engine url>
 
 It prints ``ready <port>`` once it listens on a free loopback port.
 """
@@ -93,26 +93,53 @@ def fastapi_app(client: eagerstep.Client) -> Any:
     return app
 
 
+def django_app(engine_url: str) -> Any:
+    """Django's sync (WSGI) view; the project is benchmarks/durable_endpoint_django.py."""
+    import os
+
+    import django
+    from django.conf import settings
+
+    os.environ["EAGERSTEP_BENCH_ENGINE_URL"] = engine_url
+    project = "benchmarks.durable_endpoint_django"
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="benchmarks",
+        ALLOWED_HOSTS=["*"],
+        USE_TZ=True,
+        ROOT_URLCONF=project,
+        INSTALLED_APPS=["eagerstep.integrations.django"],
+        MIDDLEWARE=[],
+        DATABASES={},
+        LOGGING_CONFIG=None,
+        EAGERSTEP={"CLIENT": f"{project}.client", "FUNCTIONS": [f"{project}.FUNCTIONS"]},
+    )
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()
+
+
 def main() -> None:
     framework, engine_url = sys.argv[1], sys.argv[2]
-    client = make_client(engine_url)
     from eagerstep.engine.server import bind
 
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    if framework == "flask":
+    if framework in ("django", "flask"):
         from werkzeug.serving import make_server
 
         sock.close()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
-        server = make_server("127.0.0.1", 0, flask_app(client), threaded=True)
+        app = django_app(engine_url) if framework == "django" else flask_app(make_client(engine_url))
+        server = make_server("127.0.0.1", 0, app, threaded=True)
         print(f"ready {server.server_port}", flush=True)
         server.serve_forever()
     else:
         import uvicorn
 
         print(f"ready {port}", flush=True)
-        config = uvicorn.Config(fastapi_app(client), log_level="warning")
+        config = uvicorn.Config(fastapi_app(make_client(engine_url)), log_level="warning")
         uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -1,7 +1,7 @@
 """A 5-step durable endpoint vs the same view without eagerstep vs the same work as an event-triggered
 function, per framework, against ``eagerstep dev`` on loopback.
 
-    .venv/bin/python benchmarks/durable_endpoints.py [--requests 200] [--frameworks flask fastapi]
+    .venv/bin/python benchmarks/durable_endpoints.py [--requests 200] [--frameworks django flask fastapi]
 
 The engine and the app each run in their own process; this process is the caller and makes one
 request at a time. Per framework, in milliseconds, median (p90):
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--frameworks", nargs="+", default=["flask", "fastapi"])
+    parser.add_argument("--frameworks", nargs="+", default=["django", "flask", "fastapi"])
     parser.add_argument("--write", type=Path, help="also write the table (Markdown) to this file")
     args = parser.parse_args(argv)
     rows = [bench(framework, args.requests) for framework in args.frameworks]

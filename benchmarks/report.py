@@ -26,6 +26,8 @@ PLAIN_LABELS = {
     "typescript": "official TypeScript SDK (N = 10 only)",
 }
 EAGERSTEP = ("django-wsgi", "django-asgi", "flask", "fastapi")
+#: durable_endpoints.py serves Django through its sync view on werkzeug.
+ENDPOINT_LABELS = {"django": "Django (WSGI)"}
 
 # Targets and reference figures: the project's targets, and the official TypeScript SDK measured
 # against the Inngest dev server on this kind of machine.
@@ -363,8 +365,9 @@ def markdown(results: dict[str, Any]) -> str:
         )
         add("|---|---:|---:|---:|---:|---:|---:|---:|")
         for row in endpoint_rows:
+            app = str(row["framework"])
             add(
-                f"| {LABELS.get(str(row['framework']), row['framework'])} | {row['plain']} | {row['durable']}"
+                f"| {ENDPOINT_LABELS.get(app) or LABELS.get(app, app)} | {row['plain']} | {row['durable']}"
                 f" | {row['added']} | {row['per_step']} | {row['steps_calls']} | {row['batched']}"
                 f" | {row['function']} |"
             )

@@ -46,6 +46,9 @@ import httpx  # noqa: E402
 
 from benchmarks import durable_endpoints, middleware_overhead, report  # noqa: E402
 
+#: The apps of durable_endpoints.py, by the framework of this script they stand for.
+_ENDPOINT_APPS = {"django-wsgi": "django", "flask": "flask", "fastapi": "fastapi"}
+
 HERE = Path(__file__).resolve().parent
 TS_APP = ROOT / "tests" / "compat" / "ts_app"
 FRAMEWORKS = ("django-wsgi", "django-asgi", "flask", "fastapi", "inngest-flask")
@@ -703,7 +706,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             except Exception as exc:  # e.g. the otel extra not installed
                 results["errors"]["middleware"] = f"{type(exc).__name__}: {exc}"
                 log(f"middleware overhead: FAILED: {exc}")
-        if config.endpoints and any(fw in config.frameworks for fw in ("flask", "fastapi")):
+        endpoint_apps = [app for fw, app in _ENDPOINT_APPS.items() if fw in config.frameworks]
+        if config.endpoints and endpoint_apps:
             log("durable endpoints (durable_endpoints.py)")
             try:
                 results["durable_endpoints"] = durable_endpoints.main(
@@ -711,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         "--requests",
                         str(50 if config.quick else 300),
                         "--frameworks",
-                        *[fw for fw in ("flask", "fastapi") if fw in config.frameworks],
+                        *endpoint_apps,
                     ]
                 )
             except Exception as exc:
