@@ -1,6 +1,6 @@
 """A small shop served by FastAPI with eagerstep, against a real engine: the functions whose runs
 the dashboard tests look at (checkpointed and orchestrated steps, a retried step, a sleep, a wait,
-a failure in the user's code)."""
+a failure in the user's code, a parallel group run in the worker)."""
 
 from __future__ import annotations
 
@@ -99,7 +99,29 @@ def build(client: eagerstep.Client, counter: Counter) -> list[eagerstep.Function
             raise ValueError(f"invalid coupon code {code!r}")  # outside any step
         return int(ctx.step.run("discount", lambda: 10))
 
-    return [checkout, checkout_standard, flaky_payment, reminder, approval, import_report, apply_coupon]
+    @client.function(id="quote-shipping", trigger=eagerstep.Event("shop/shipping.quote"))
+    def quote_shipping(ctx: eagerstep.Context) -> dict[str, Any]:
+        # A parallel group that runs in the worker: three carriers asked at once.
+        carriers = {"post": (30, 7.5), "courier": (45, 12.0), "freight": (20, 9.0)}
+        quotes = ctx.step.parallel(
+            [
+                lambda name=name, ms=ms, price=price: ctx.step.run(f"quote-{name}", lambda: work(ms, price))
+                for name, (ms, price) in carriers.items()
+            ]
+        )
+        best = ctx.step.run("pick-cheapest", lambda: min(zip(quotes, carriers, strict=True))[1])
+        return {"carrier": best, "price": min(quotes)}
+
+    return [
+        checkout,
+        checkout_standard,
+        flaky_payment,
+        reminder,
+        approval,
+        import_report,
+        apply_coupon,
+        quote_shipping,
+    ]
 
 
 @dataclass

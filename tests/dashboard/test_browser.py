@@ -51,6 +51,26 @@ def test_a_checkpointed_run_and_an_orchestrated_one_on_the_waterfall(page: Any, 
     shot(page, "run-checkpointed")
 
 
+def test_a_parallel_group_run_in_the_worker_shows_its_steps_side_by_side(page: Any, shop: Shop) -> None:
+    run_id = run_of(shop, "shop/shipping.quote", {"cart": 3})
+    open_run(page, shop, run_id)
+    assert page.locator(".headline .badge").inner_text() == "Completed"
+    labels = [label.split()[0] for label in page.locator(".wf-row.step .wf-label").all_inner_texts()]
+    # the quotes in the order they finished, then the step after the group
+    assert sorted(labels[:3]) == ["quote-courier", "quote-freight", "quote-post"]
+    assert labels[3] == "pick-cheapest"
+    assert page.locator(".wf-row .tag.checkpoint").count() == 4  # all in the worker, by checkpoint
+    # the three quotes ran at once: each starts before the others end, on the one time axis
+    spans = []
+    for i in range(3):
+        style = page.locator(".wf-row.step").nth(i).locator(".bar:not(.gap)").get_attribute("style")
+        left, width = (float(v) for v in re.findall(r"([\d.]+)%", style or "")[:2])
+        spans.append((left, left + width))
+    assert max(start for start, _ in spans) < min(end for _, end in spans), spans
+    assert '"carrier": "post"' in page.locator("pre.json").first.inner_text()
+    shot(page, "run-parallel")
+
+
 def test_a_retried_step_shows_every_attempt_with_its_error(page: Any, shop: Shop) -> None:
     run_id = run_of(shop, "shop/payment.flaky", {"invoice": 7})
     open_run(page, shop, run_id)
@@ -180,7 +200,7 @@ def test_apps_page_resyncs_and_shows_a_failing_sync(page: Any, shop: Shop) -> No
     assert shop.api.http.post("/v1/dev/apps", json={"url": broken}).status_code == 502
     page.goto(f"{shop.engine.url}/apps")
     ok_row = page.locator(f"tr[data-app='{shop.app_url}']")
-    assert "7 functions" in ok_row.inner_text()
+    assert "8 functions" in ok_row.inner_text()
     bad_row = page.locator(f"tr[data-app='{broken}']")
     assert "the app answered 404" in bad_row.inner_text()
     ok_row.get_by_role("button", name="Resync").click()

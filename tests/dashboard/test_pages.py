@@ -32,7 +32,7 @@ def test_a_sleeping_run_reads_running_for_not_none_ms(shop: Shop) -> None:
 
 def test_counts_are_pluralised_and_the_static_files_are_served(shop: Shop) -> None:
     apps = shop.api.http.get("/apps").text
-    assert "7 functions" in apps and "1 functions" not in apps
+    assert "8 functions" in apps and "1 functions" not in apps
     css = shop.api.http.get("/static/dashboard.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     script = shop.api.http.get("/static/dashboard.js")
