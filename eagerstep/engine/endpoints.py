@@ -120,6 +120,17 @@ class RunTokens:
             raise EngineError(f"unable to find run with auth token: {exc}", 401) from exc
 
 
+def _steps_of(raw: Mapping[str, Any]) -> tuple[list[Any], list[Op]]:
+    """A sync checkpoint's ``steps``, as sent and parsed; EngineError (400) when they are not ops."""
+    steps = raw.get("steps") or []
+    if not isinstance(steps, list):
+        raise EngineError('"steps" must be a list of ops')
+    try:
+        return steps, parse_ops(steps)
+    except ValidationError as exc:
+        raise EngineError(f"invalid ops in steps: {exc}") from exc
+
+
 def _event_data(raw: Any) -> dict[str, str]:
     if not isinstance(raw, dict):
         raise EngineError('"event" must be an object {"name": "inngest/http.request", "data": {...}}')
@@ -185,13 +196,7 @@ class EndpointAPI:
             raise EngineError(f'"run_id" must be a ULID, not {run_id!r}') from exc
         event_raw = raw.get("event")
         data = _event_data(event_raw)
-        steps = raw.get("steps") or []
-        if not isinstance(steps, list):
-            raise EngineError('"steps" must be a list of ops')
-        try:
-            ops = parse_ops(steps)
-        except ValidationError as exc:
-            raise EngineError(f"invalid ops in steps: {exc}") from exc
+        steps, ops = _steps_of(raw)
         retries = raw.get("retries")
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             retries = protocol.DEFAULT_RETRIES
@@ -276,13 +281,7 @@ class EndpointAPI:
         engine.stats["checkpoints"] += 1
         if not isinstance(raw, dict):
             raise EngineError("the body must be a JSON object with run_id and steps")
-        steps = raw.get("steps") or []
-        if not isinstance(steps, list):
-            raise EngineError('"steps" must be a list of ops')
-        try:
-            ops = parse_ops(steps)
-        except ValidationError as exc:
-            raise EngineError(f"invalid ops in steps: {exc}") from exc
+        steps, ops = _steps_of(raw)
         # The server reads the run id from the body; the path is the fallback.
         run_id = str(raw.get("run_id") or path_run_id or "")
         run = engine.runs.get(run_id)
